@@ -1,0 +1,38 @@
+# The README's commands. `make run` runs one cycle on the embedded DuckDB warehouse;
+# `make test` runs the whole test suite (no CoinCap key needed: CoinCap is faked locally).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help install run test lint check-key
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# Re-installs only when the dependency list changed.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+check-key:
+	@if [[ -z "$${COINCAP_API_KEY:-}" ]] && ! grep -qsE '^\s*(export\s+)?COINCAP_API_KEY\s*=\s*\S' .env; then \
+	  echo "error: COINCAP_API_KEY is not set; get a key at https://pro.coincap.io/dashboard, then export COINCAP_API_KEY=... (or put it in .env) and run make run again" >&2; \
+	  exit 1; \
+	fi
+
+run: check-key install ## one cycle (ingest + dbt build) into the warehouse, DuckDB by default
+	scripts/run_pipeline.sh
+
+test: install ## the whole test suite (starts its own PostgreSQL unless POSTGRES_HOST is set)
+	$(PY) -m pytest
+
+lint: install ## ruff and shellcheck
+	$(VENV)/bin/ruff check ingest scripts tests
+	$(VENV)/bin/ruff format --check ingest scripts tests
+	shellcheck scripts/*.sh
