@@ -1,0 +1,5 @@
+import sys
+
+from ingest.coincap_pipeline import main
+
+sys.exit(main())

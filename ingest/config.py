@@ -1,0 +1,93 @@
+"""The pipeline's configuration, read from the environment (and from `.env` when present).
+
+The variable names are the public contract in DESIGN.md; README.md documents each one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from ingest.coincap.settings import API_KEY_HELP, DEFAULT_ASSET_IDS, DEFAULT_BASE_URL
+
+WAREHOUSES = ("duckdb", "postgres")
+DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+
+
+class ConfigError(Exception):
+    """A missing or invalid setting. Its message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str
+    base_url: str
+    asset_ids: tuple[str, ...]
+    warehouse: str
+    duckdb_path: Path
+    postgres: dict[str, str]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Reads the environment; values already set win over those in the env file.
+
+        The env file is `.env` in the working directory (the repo root for
+        scripts/run_pipeline.sh), or the file COINCAP_ENV_FILE names.
+        """
+        load_dotenv(os.environ.get("COINCAP_ENV_FILE") or ".env", override=False)
+        env = os.environ
+
+        warehouse = env.get("WAREHOUSE", "duckdb").strip().lower() or "duckdb"
+        if warehouse not in WAREHOUSES:
+            raise ConfigError(f"WAREHOUSE is {warehouse!r}; set it to duckdb or postgres")
+
+        api_key = env.get("COINCAP_API_KEY", "").strip()
+        if not api_key:
+            raise ConfigError(f"COINCAP_API_KEY is not set; {API_KEY_HELP}")
+
+        asset_ids = tuple(
+            dict.fromkeys(  # keep the order, drop repeats
+                part.strip().lower()
+                for part in env.get("COINCAP_ASSET_IDS", DEFAULT_ASSET_IDS).split(",")
+                if part.strip()
+            )
+        )
+        if not asset_ids:
+            raise ConfigError("COINCAP_ASSET_IDS is empty; set comma-separated CoinCap asset ids")
+
+        postgres = {
+            "host": env.get("POSTGRES_HOST", "localhost"),
+            "port": env.get("POSTGRES_PORT", "5432"),
+            "database": env.get("POSTGRES_DB", ""),
+            "username": env.get("POSTGRES_USER", ""),
+            "password": env.get("POSTGRES_PASSWORD", ""),
+        }
+        if warehouse == "postgres":
+            unset = [
+                name
+                for name, key in (
+                    ("POSTGRES_DB", "database"),
+                    ("POSTGRES_USER", "username"),
+                    ("POSTGRES_PASSWORD", "password"),
+                )
+                if not postgres[key]
+            ]
+            if unset:
+                raise ConfigError(
+                    f"WAREHOUSE=postgres but {', '.join(unset)} not set; "
+                    "set the POSTGRES_* variables (see .env.example)"
+                )
+            if not postgres["port"].isdigit():
+                raise ConfigError(f"POSTGRES_PORT is {postgres['port']!r}; set it to a number")
+
+        return cls(
+            api_key=api_key,
+            base_url=env.get("COINCAP_BASE_URL", "").strip() or DEFAULT_BASE_URL,
+            asset_ids=asset_ids,
+            warehouse=warehouse,
+            duckdb_path=Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH),
+            postgres=postgres,
+        )
