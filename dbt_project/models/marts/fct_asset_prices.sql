@@ -1,0 +1,47 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['asset_id', 'observed_at'],
+        on_schema_change='append_new_columns'
+    )
+}}
+
+with
+
+assets as (
+
+    select * from {{ ref('stg_coincap__assets') }}
+
+    {% if is_incremental() %}
+    -- only rows from loads this table has not seen. The watermark is dlt's load id, not
+    -- observed_at: a late or pending load can carry observations older than the newest one here,
+    -- and a re-delivered observation comes back with a newer load id (delete+insert replaces it).
+    where load_id > (select coalesce(max(load_id), '') from {{ this }})
+    {% endif %}
+
+),
+
+final as (
+
+    select
+        asset_id,
+        symbol,
+        name,
+        explorer,
+        rank,
+        price_usd,
+        market_cap_usd,
+        volume_usd_24h,
+        supply,
+        max_supply,
+        change_percent_24h,
+        vwap_24h,
+        observed_at,
+        load_id
+
+    from assets
+
+)
+
+select * from final
