@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One CoinCap ELT cycle: ingest (dlt, `python -m ingest`), then `dbt build`. Cron runs exactly this.
+#
+# Exit 0 only when both steps succeeded. A cycle started while another one runs exits 0 at once
+# and says so. Every line it prints starts with an ISO-8601 UTC timestamp.
+#
+# Settings come from the environment (README.md, "Configuration"); a `.env` file in the repo
+# root (or the file COINCAP_ENV_FILE names) fills in what the environment does not set.
+# Besides the public variables it reads:
+#   PYTHON           the interpreter with the project installed (default: .venv/bin/python,
+#                    else python3 on PATH); dbt is taken from the same bin directory
+#   COINCAP_RUN_DIR  where the lock and the heartbeat `last_success` live (default: data/)
+#   DBT_DOCS_DIR     when set, the static docs site is regenerated there after each good build
+set -euo pipefail
+
+export TZ=UTC
+export RUNTIME__DLTHUB_TELEMETRY="${RUNTIME__DLTHUB_TELEMETRY:-false}"
+export DBT_SEND_ANONYMOUS_USAGE_STATS="${DBT_SEND_ANONYMOUS_USAGE_STATS:-false}"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Relative paths (DUCKDB_PATH, data/) mean the same for ingest and dbt: the repo root.
+cd "$ROOT"
+
+log() { printf '%(%Y-%m-%dT%H:%M:%SZ)T run_pipeline: %s\n' -1 "$*" >&2; }
+stamp() { while IFS= read -r line; do printf '%(%Y-%m-%dT%H:%M:%SZ)T %s\n' -1 "$line"; done; }
+
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON="$(command -v python3 || true)"; fi
+fi
+if [[ -z "$PYTHON" ]] || ! "$PYTHON" -c 'import ingest, dbt' 2>/dev/null; then
+  log "error: no Python with the project installed (${PYTHON:-none found}); run 'make install' or set PYTHON"
+  exit 1
+fi
+DBT="$(dirname "$PYTHON")/dbt"
+
+# dbt reads settings only from the environment; give it the same .env the ingest step reads.
+export COINCAP_ENV_FILE="${COINCAP_ENV_FILE:-$ROOT/.env}"
+WITH_ENV=()
+if [[ -f "$COINCAP_ENV_FILE" ]]; then
+  WITH_ENV=("$PYTHON" -m dotenv -f "$COINCAP_ENV_FILE" run --no-override --)
+fi
+DBT_ARGS=(--project-dir dbt_project --profiles-dir profiles --no-use-colors)
+
+RUN_DIR="${COINCAP_RUN_DIR:-$ROOT/data}"
+mkdir -p "$RUN_DIR"
+LOCK="$RUN_DIR/run_pipeline.lock"
+exec 9>"$LOCK"
+if ! flock --nonblock 9; then
+  log "another cycle is running (it holds $LOCK); this one exits without doing anything"
+  exit 0
+fi
+
+started=$SECONDS
+log "cycle started: warehouse ${WAREHOUSE:-duckdb}"
+
+if ! "$PYTHON" -m ingest; then
+  log "error: the ingest step failed (see the line above); dbt build skipped, the marts are unchanged"
+  exit 1
+fi
+
+if ! "${WITH_ENV[@]}" "$DBT" build "${DBT_ARGS[@]}" 2>&1 | stamp; then
+  log "error: dbt build failed (see the lines above); raw holds the new snapshot, the next cycle builds it"
+  exit 1
+fi
+
+date -u +%Y-%m-%dT%H:%M:%SZ >"$RUN_DIR/last_success"
+
+if [[ -n "${DBT_DOCS_DIR:-}" ]]; then
+  target="${DBT_TARGET_PATH:-dbt_project/target}"
+  if "${WITH_ENV[@]}" "$DBT" docs generate --static "${DBT_ARGS[@]}" 2>&1 | stamp \
+    && mkdir -p "$DBT_DOCS_DIR" \
+    && cp "$target/static_index.html" "$DBT_DOCS_DIR/.index.html.tmp" \
+    && mv -f "$DBT_DOCS_DIR/.index.html.tmp" "$DBT_DOCS_DIR/index.html"; then
+    log "docs site refreshed in $DBT_DOCS_DIR"
+  else
+    log "warning: the docs site could not be refreshed; it shows the previous build"
+  fi
+fi
+
+log "cycle finished in $((SECONDS - started)) s"
