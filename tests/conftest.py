@@ -1,0 +1,79 @@
+"""Fixtures shared by the test suite: a real PostgreSQL server, fresh warehouses, a fake CoinCap.
+
+PostgreSQL: the server named by the POSTGRES_* variables when POSTGRES_HOST is set (CI can start
+one with `tests/postgres_cluster.py start DIR`), otherwise a throwaway cluster started here and
+removed at the end of the session. Every test gets its own database (and its own DuckDB file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# the tests import their helpers as plain modules (tests/ has no __init__.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fake_coincap import FakeCoinCap  # noqa: E402
+from helpers import API_KEY, ENGINES, Warehouse, make_warehouse  # noqa: E402
+from postgres_cluster import PostgresCluster  # noqa: E402
+
+# The tests and everything they start must not try to reach telemetry endpoints (no network).
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[dict[str, str]]:
+    """POSTGRES_HOST/PORT/USER/PASSWORD/DB of a server where the tests may create databases."""
+    if os.environ.get("POSTGRES_HOST"):
+        yield {
+            "POSTGRES_HOST": os.environ["POSTGRES_HOST"],
+            "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
+            "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
+            "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
+            "POSTGRES_DB": os.environ.get("POSTGRES_DB", "postgres"),
+        }
+        return
+    # Directly under the system temp dir: as root the cluster runs as the `postgres` user, which
+    # must be able to reach its directory (pytest's tmp_path parents are private to root).
+    cluster = PostgresCluster(tempfile.mkdtemp(prefix="coincap-pg-"))
+    cluster.start()
+    try:
+        yield cluster.env()
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def own_postgres_cluster() -> Iterator[PostgresCluster]:
+    """A private, started PostgreSQL cluster for a test that stops and restarts its warehouse
+    (`.stop()`, `.start()` on the same port; `.env()` for the POSTGRES_* variables)."""
+    cluster = PostgresCluster(tempfile.mkdtemp(prefix="coincap-pg-own-"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(params=ENGINES)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """A fresh, empty warehouse on each engine: a new DuckDB file / a new PostgreSQL database.
+    `.env` holds the variables a cycle needs for it; `.query(sql)` returns rows."""
+    wh = make_warehouse(request.param, tmp_path, request)
+    try:
+        yield wh
+    finally:
+        wh.drop()
+
+
+@pytest.fixture
+def fake_coincap() -> Iterator[FakeCoinCap]:
+    """A fake CoinCap v3 serving the default snapshot (ten default assets plus shiba-inu)."""
+    with FakeCoinCap(api_key=API_KEY) as fake:
+        yield fake
