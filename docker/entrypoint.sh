@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Entrypoint of the runpipeline image.
+#
+# Without arguments: run cron in the foreground, supervised, so that the container lives exactly as
+# long as cron does. Before cron starts it
+#   1. hands the configuration to the job: docker/job-env.sh writes $COINCAP_JOB_DIR/env, mode 0600,
+#      owned by the job user (cron gives jobs an empty environment);
+#   2. gives the job a way to the container's stdout/stderr: two FIFOs in $COINCAP_JOB_DIR, owned by
+#      the job user, relayed by `cat` processes of this script. (A non-root job cannot open
+#      /proc/1/fd/1: /proc/<pid>/fd of a root process is not accessible to other users.)
+#   3. optionally starts one cycle at once (COINCAP_RUN_ON_START, default true), so the warehouse
+#      and the health check do not wait for the first 5-minute tick.
+# If cron or a relay dies, the container stops (non-zero) and its restart policy brings it back.
+# On SIGTERM/SIGINT it stops cron, lets a running cycle finish (up to COINCAP_STOP_TIMEOUT seconds;
+# compose's stop_grace_period is longer), then exits 0.
+#
+# With arguments: run them as the job user (e.g. `python scripts/provision_metabase.py`).
+set -euo pipefail
+
+JOB_USER="${COINCAP_JOB_USER:-coincap}"
+JOB_DIR="${COINCAP_JOB_DIR:-/run/coincap}"
+APP_DIR="${COINCAP_HOME:-/app}"
+CRONTAB_FILE="${COINCAP_CRONTAB:-/etc/cron.d/coincap}"
+RUN_DIR="${COINCAP_RUN_DIR:-$APP_DIR/data}"
+STOP_TIMEOUT="${COINCAP_STOP_TIMEOUT:-540}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf '%(%Y-%m-%dT%H:%M:%SZ)T entrypoint: %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_job_user() {
+  local home
+  home="$(getent passwd "$JOB_USER" | cut -d: -f6)"
+  HOME="$home" USER="$JOB_USER" LOGNAME="$JOB_USER" \
+    setpriv --reuid="$JOB_USER" --regid="$JOB_USER" --init-groups -- "$@"
+}
+
+if (($# > 0)); then
+  if ((EUID == 0)); then
+    exec env HOME="$(getent passwd "$JOB_USER" | cut -d: -f6)" USER="$JOB_USER" LOGNAME="$JOB_USER" \
+      setpriv --reuid="$JOB_USER" --regid="$JOB_USER" --init-groups -- "$@"
+  fi
+  exec "$@"
+fi
+
+((EUID == 0)) || die "start this container as root: cron needs it to run the job as $JOB_USER"
+getent passwd "$JOB_USER" >/dev/null || die "the job user $JOB_USER does not exist"
+[[ -f "$CRONTAB_FILE" ]] || die "$CRONTAB_FILE is missing: the image installs the repo's crontab there"
+# cron silently ignores a crontab that is not root's or that others may write: say it instead
+if [[ "$(stat -c %u "$CRONTAB_FILE")" != 0 ]] || (("0$(stat -c %a "$CRONTAB_FILE")" & 022)); then
+  die "$CRONTAB_FILE must be owned by root and not group/world-writable, or cron ignores it"
+fi
+
+install -d -m 0700 -o "$JOB_USER" -g "$(id -gn "$JOB_USER")" "$JOB_DIR"
+"$HERE/job-env.sh" "$JOB_DIR/env" "$JOB_USER"
+
+relays=()
+for stream in stdout stderr; do
+  rm -f "$JOB_DIR/$stream"
+  mkfifo -m 0600 "$JOB_DIR/$stream"
+  chown "$JOB_USER:" "$JOB_DIR/$stream"
+done
+# Opened read-write, a FIFO always has a writer: `cat` never sees end-of-file between cycles.
+cat 0<>"$JOB_DIR/stdout" &
+relays+=($!)
+cat 0<>"$JOB_DIR/stderr" >&2 &
+relays+=($!)
+
+if [[ "${COINCAP_RUN_ON_START:-true}" == "true" ]]; then
+  log "starting a first cycle now; then every 5 minutes (cron)"
+  # the same command as the crontab's, in the same empty environment (expanded by that shell)
+  # shellcheck disable=SC2016
+  as_job_user env -i PATH=/usr/bin:/bin SHELL=/bin/sh LOGNAME="$JOB_USER" \
+    HOME="$(getent passwd "$JOB_USER" | cut -d: -f6)" \
+    COINCAP_HOME="$APP_DIR" COINCAP_JOB_DIR="$JOB_DIR" \
+    /bin/sh -c '. "$COINCAP_JOB_DIR/env" && exec "$COINCAP_HOME/scripts/run_pipeline.sh" >"$COINCAP_JOB_DIR/stdout" 2>"$COINCAP_JOB_DIR/stderr"' &
+fi
+
+stopping=0
+trap 'stopping=1' TERM INT
+
+/usr/sbin/cron -f &
+cron_pid=$!
+log "cron started (pid $cron_pid) with $CRONTAB_FILE; job user $JOB_USER"
+
+shutdown() {
+  kill -TERM "$cron_pid" 2>/dev/null || true
+  wait "$cron_pid" 2>/dev/null || true
+  if [[ -e "$RUN_DIR/run_pipeline.lock" ]]; then
+    log "cron stopped; waiting up to ${STOP_TIMEOUT} s for a running cycle to finish"
+    if ! flock --wait "$STOP_TIMEOUT" "$RUN_DIR/run_pipeline.lock" true; then
+      log "warning: a cycle was still running after ${STOP_TIMEOUT} s; it is cut short (its load is resumed next start)"
+    fi
+  fi
+  sleep 1 # let the relays pass on the last lines
+  kill -TERM "${relays[@]}" 2>/dev/null || true
+}
+
+while ((!stopping)); do
+  wait -n "$cron_pid" "${relays[@]}" || true
+  ((stopping)) && break
+  if ! kill -0 "$cron_pid" 2>/dev/null; then
+    log "error: cron exited; stopping the container so that its restart policy starts a new one"
+  else
+    log "error: a log relay exited; stopping the container so that its restart policy starts a new one"
+  fi
+  shutdown
+  exit 1
+done
+
+log "stopping: no new cycles"
+shutdown
+log "stopped"
