@@ -1,0 +1,411 @@
+"""The crontab and the container's entrypoint, exercised on this machine the way the image runs them
+(there is no Docker engine here).
+
+- The crontab parses, runs every 5 minutes, as the unprivileged user `coincap`.
+- docker/job-env.sh hands the configuration over in a 0600 file only that user can read.
+- The crontab's exact command succeeds when run as cron runs it: an empty environment plus the
+  crontab's own variables and what the entrypoint handed over, as the job user.
+- (slow) docker/entrypoint.sh with a real Debian cron daemon and a one-minute line runs a cycle,
+  and the cycle's log reaches the entrypoint's own stdout/stderr through the FIFO relays.
+
+The job user runs a Python it can reach: a virtualenv built from Debian's python3 with
+`pip install -c constraints.txt .`, the Dockerfile's recipe (the repo's .venv points into /root,
+which other users cannot enter). It is built once per dependency set and kept under /tmp.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from croniter import croniter
+from fake_coincap import FakeCoinCap
+from helpers import API_KEY, ISO_UTC_LINE, REPO
+
+CRONTAB = REPO / "crontab"
+ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
+JOB_ENV = REPO / "docker" / "job-env.sh"
+JOB_USER = "coincap"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the job user needs root")
+
+
+# --------------------------------------------------------------------------- the crontab
+def parse_crontab(text: str) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """(variables, [(schedule, user, command)]) of a system crontab (/etc/cron.d format)."""
+    variables: dict[str, str] = {}
+    jobs = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        assignment = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if assignment:
+            variables[assignment[1]] = assignment[2].strip().strip("'\"")
+            continue
+        fields = line.split(None, 6)
+        assert len(fields) == 7, f"not a system crontab line: {line!r}"
+        jobs.append((" ".join(fields[:5]), fields[5], fields[6]))
+    return variables, jobs
+
+
+def test_crontab_parses_and_runs_the_cycle_every_five_minutes():
+    variables, jobs = parse_crontab(CRONTAB.read_text())
+    assert len(jobs) == 1
+    schedule, user, command = jobs[0]
+    assert croniter.is_valid(schedule)
+    start = datetime(2026, 1, 1, 0, 1)
+    it = croniter(schedule, start)
+    fires = [it.get_next(datetime) for _ in range(25)]
+    assert fires[0] == datetime(2026, 1, 1, 0, 5)
+    assert all(b - a == timedelta(minutes=5) for a, b in zip(fires, fires[1:], strict=False))
+    assert user == JOB_USER
+    assert "$COINCAP_HOME/scripts/run_pipeline.sh" in command
+    assert "%" not in command  # cron would turn it into a newline
+    assert variables["SHELL"] == "/bin/sh"
+    # the image installs it where cron reads it, root-owned, not writable by others
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "COPY --chmod=0644 crontab /etc/cron.d/coincap" in dockerfile
+    assert f"useradd --system --uid 10001 --gid {JOB_USER}" in dockerfile
+    assert variables["COINCAP_HOME"] == "/app" and "WORKDIR /app" in dockerfile
+    # the entrypoint's first cycle at start runs the very same command
+    assert f"'{command}'" in ENTRYPOINT.read_text()
+
+
+# --------------------------------------------------------------------------- the job user
+@pytest.fixture(scope="module")
+def job_user() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        pytest.skip("switching to the job user needs root")
+    try:
+        return pwd.getpwnam(JOB_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--create-home",
+                "--home-dir",
+                f"/home/{JOB_USER}",
+                "--shell",
+                "/usr/sbin/nologin",
+                JOB_USER,
+            ],
+            check=True,
+        )
+        return pwd.getpwnam(JOB_USER)
+
+
+@pytest.fixture(scope="module")
+def job_python() -> Path:
+    """A Python with the project's pinned dependencies that the job user can run."""
+    if not SYSTEM_PYTHON.exists():
+        pytest.skip("needs Debian's python3 (apt-get install -y python3-venv)")
+    digest = hashlib.sha256()
+    for name in ("constraints.txt", "pyproject.toml"):
+        digest.update((REPO / name).read_bytes())
+    venv = Path(tempfile.gettempdir()) / f"coincap-job-venv-{digest.hexdigest()[:12]}"
+    python = venv / "bin" / "python"
+    if (venv / ".complete").exists():
+        return python
+    shutil.rmtree(venv, ignore_errors=True)
+    src = Path(tempfile.mkdtemp(prefix="coincap-src-"))
+    try:
+        # exactly what the Dockerfile copies before `pip install -c constraints.txt .`
+        for name in ("pyproject.toml", "constraints.txt", "README.md"):
+            shutil.copy(REPO / name, src / name)
+        shutil.copytree(
+            REPO / "ingest", src / "ingest", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], check=True)
+        proc = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "."],
+            cwd=src,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    venv.chmod(0o755)
+    (venv / ".complete").touch()
+    return python
+
+
+def private_dir(owner: pwd.struct_passwd) -> Path:
+    """A fresh directory under /tmp owned by the job user (pytest's tmp_path is root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="coincap-job-"))
+    os.chown(path, owner.pw_uid, owner.pw_gid)
+    return path
+
+
+def pipeline_env(workdir: Path, python: Path, coincap_url: str) -> dict[str, str]:
+    """What the compose file and the Dockerfile put in the container's environment (DuckDB here,
+    Postgres in the stack: the warehouse is covered by test_stack_warehouse.py)."""
+    return {
+        # the python image's PATH
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PYTHON": str(python),
+        "WAREHOUSE": "duckdb",
+        "DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
+        "COINCAP_API_KEY": API_KEY,
+        "COINCAP_BASE_URL": coincap_url,
+        "DLT_DATA_DIR": str(workdir / "dlt"),
+        "DBT_TARGET_PATH": str(workdir / "dbt-target"),
+        "DBT_LOG_PATH": str(workdir / "dbt-target" / "logs"),
+        "COINCAP_RUN_DIR": str(workdir / "run"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "TZ": "UTC",
+    }
+
+
+def write_job_env(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(JOB_ENV), str(path), JOB_USER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def as_job_user(user: pwd.struct_passwd, argv: list[str], **kwargs):
+    return subprocess.run(
+        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", *argv],
+        **kwargs,
+    )
+
+
+@needs_root
+def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
+    workdir = private_dir(job_user)
+    try:
+        tricky = "k'e\"y $HOME `id` \\n; exit 1"
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "COINCAP_API_KEY": tricky,
+            "WAREHOUSE": "postgres",
+            "POSTGRES_PASSWORD": "pipeline-pw",
+            "DESTINATION__POSTGRES__CREDENTIALS__CONNECT_TIMEOUT": "15",
+            # other services' secrets and unrelated variables are not handed over
+            "MB_ENCRYPTION_SECRET_KEY": "mb-secret",
+            "METABASE_ADMIN_PASSWORD": "admin-secret",
+            "HOSTNAME": "abc123",
+        }
+        target = workdir / "env"
+        proc = write_job_env(target, env)
+        assert proc.returncode == 0, proc.stderr
+        info = target.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o600
+        assert (info.st_uid, info.st_gid) == (job_user.pw_uid, job_user.pw_gid)
+        text = target.read_text()
+        for absent in (
+            "MB_ENCRYPTION_SECRET_KEY",
+            "mb-secret",
+            "METABASE_ADMIN_PASSWORD",
+            "HOSTNAME",
+        ):
+            assert absent not in text
+        # /bin/sh, as the job user, gets every value back exactly
+        shown = as_job_user(
+            job_user,
+            [
+                "env",
+                "-i",
+                "/bin/sh",
+                "-c",
+                f'. "{target}" && printf "%s|%s|%s|%s" "$COINCAP_API_KEY" "$WAREHOUSE" '
+                '"$POSTGRES_PASSWORD" "$DESTINATION__POSTGRES__CREDENTIALS__CONNECT_TIMEOUT"',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout == f"{tricky}|postgres|pipeline-pw|15"
+        # nobody else can read it
+        other = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(target)],
+            capture_output=True,
+            text=True,
+        )
+        assert other.returncode != 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@needs_root
+def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python):
+    variables, jobs = parse_crontab(CRONTAB.read_text())
+    _, user, command = jobs[0]
+    workdir = private_dir(job_user)
+    job_dir = workdir / "job"
+    try:
+        with FakeCoinCap(api_key=API_KEY) as fake:
+            env = pipeline_env(workdir, job_python, fake.base_url)
+            # what the entrypoint does as root before cron starts
+            job_dir.mkdir(mode=0o700)
+            os.chown(job_dir, job_user.pw_uid, job_user.pw_gid)
+            assert write_job_env(job_dir / "env", env).returncode == 0
+            # cron: an empty environment, plus HOME/LOGNAME/SHELL of the user, plus the crontab's
+            # own variables (here pointing at this checkout and this job directory)
+            cron_env = {
+                **variables,
+                "HOME": job_user.pw_dir,
+                "LOGNAME": user,
+                "COINCAP_HOME": str(REPO),
+                "COINCAP_JOB_DIR": str(job_dir),
+            }
+            proc = as_job_user(
+                pwd.getpwnam(user),
+                [
+                    "env",
+                    "-i",
+                    *(f"{k}={v}" for k, v in cron_env.items()),
+                    cron_env["SHELL"],
+                    "-c",
+                    command,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=job_user.pw_dir,
+            )
+        stdout = (job_dir / "stdout").read_text()
+        stderr = (job_dir / "stderr").read_text()
+        log = stdout + stderr
+        assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n--- job log ---\n{log}"
+        assert proc.stdout == proc.stderr == ""  # everything went to the job's log files
+        assert "cycle finished" in stderr, log
+        assert all(ISO_UTC_LINE.match(line) for line in log.splitlines() if line.strip()), log
+        heartbeat = workdir / "run" / "last_success"
+        assert heartbeat.exists() and heartbeat.stat().st_uid == job_user.pw_uid
+        import duckdb
+
+        conn = duckdb.connect(env["DUCKDB_PATH"], read_only=True)
+        try:
+            assert conn.execute("select count(*) from marts.fct_asset_prices").fetchone()[0] > 0
+        finally:
+            conn.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- a real cron daemon
+def cron_running() -> bool:
+    pidfile = Path("/var/run/crond.pid")
+    if not pidfile.exists():
+        return False
+    try:
+        os.kill(int(pidfile.read_text().split()[0]), 0)
+        return True
+    except (ValueError, ProcessLookupError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+@needs_root
+def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
+    if not shutil.which("cron"):
+        pytest.fail("Debian's cron is not installed: apt-get install -y cron")
+    if cron_running():
+        pytest.skip("a cron daemon is already running on this machine; the test starts its own")
+    variables, jobs = parse_crontab(CRONTAB.read_text())
+    _, user, command = jobs[0]
+    workdir = private_dir(job_user)
+    job_dir = workdir / "job"
+    name = f"coincap-stack-test-{uuid.uuid4().hex[:8]}"
+    cron_file = Path("/etc/cron.d") / name
+    out_path, err_path = workdir / "entrypoint.out", workdir / "entrypoint.err"
+    proc = None
+    try:
+        with FakeCoinCap(api_key=API_KEY) as fake:
+            # the repo's crontab, its schedule made one-minute, pointed at this checkout
+            lines = [
+                f"{k}={v}"
+                for k, v in {
+                    **variables,
+                    "COINCAP_HOME": str(REPO),
+                    "COINCAP_JOB_DIR": str(job_dir),
+                }.items()
+            ]
+            cron_file.write_text("\n".join([*lines, f"* * * * * {user} {command}", ""]))
+            cron_file.chmod(0o644)
+            env = {
+                **pipeline_env(workdir, job_python, fake.base_url),
+                "COINCAP_JOB_USER": user,
+                "COINCAP_JOB_DIR": str(job_dir),
+                "COINCAP_HOME": str(REPO),
+                "COINCAP_CRONTAB": str(cron_file),
+                "COINCAP_RUN_ON_START": "false",  # the cycle must come from cron
+                "COINCAP_STOP_TIMEOUT": "120",
+                # never handed to the job
+                "MB_ENCRYPTION_SECRET_KEY": "mb-secret",
+            }
+            with open(out_path, "w") as out, open(err_path, "w") as err:
+                proc = subprocess.Popen(
+                    ["bash", str(ENTRYPOINT)],
+                    env=env,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            heartbeat = workdir / "run" / "last_success"
+            deadline = time.monotonic() + 200  # the next minute tick, plus one cycle
+            while time.monotonic() < deadline and not heartbeat.exists():
+                assert proc.poll() is None, err_path.read_text()
+                time.sleep(2)
+            assert heartbeat.exists(), (
+                f"no cycle within 200 s\n--- stdout ---\n{out_path.read_text()}\n"
+                f"--- stderr ---\n{err_path.read_text()}"
+            )
+            time.sleep(2)
+            # the job's log reached the entrypoint's own stdout/stderr (the container's)
+            stdout, stderr = out_path.read_text(), err_path.read_text()
+            assert "cycle finished" in stderr, stderr
+            # dbt's output (stdout of the cycle) came through the stdout relay
+            assert "Running with dbt=" in stdout, stdout
+            assert "cron started" in stderr
+            assert "mb-secret" not in (job_dir / "env").read_text()
+            assert stat.S_IMODE((job_dir / "env").stat().st_mode) == 0o600
+            assert stat.S_ISFIFO((job_dir / "stdout").stat().st_mode)
+            # docker stop: SIGTERM to the entrypoint; it stops cron and exits 0
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=150) == 0, err_path.read_text()
+            assert "stopped" in err_path.read_text()
+            assert not cron_running()
+    finally:
+        cron_file.unlink(missing_ok=True)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@needs_root
+def test_entrypoint_with_arguments_runs_them_as_the_job_user(job_user):
+    proc = subprocess.run(
+        ["bash", str(ENTRYPOINT), "id", "-un"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COINCAP_JOB_USER": JOB_USER},
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == JOB_USER
+    assert grp.getgrgid(job_user.pw_gid)
