@@ -35,4 +35,4 @@ test: install ## the whole test suite (starts its own PostgreSQL unless POSTGRES
 lint: install ## ruff and shellcheck
 	$(VENV)/bin/ruff check ingest scripts tests
 	$(VENV)/bin/ruff format --check ingest scripts tests
-	shellcheck scripts/*.sh
+	shellcheck scripts/*.sh docker/*.sh docker/warehouse-init/*.sh .ci/run
