@@ -59,11 +59,14 @@ def run(settings: Settings) -> None:
         logger.info("loaded pending load packages %s", ", ".join(pending.loads_ids))
 
     client = CoinCapClient(settings.api_key, settings.base_url)
-    load_info = pipeline.run(coincap(client, settings.asset_ids))
-    rows = pipeline.last_trace.last_normalize_info.row_counts.get("assets", 0)
+    load_info = pipeline.run(coincap(client, settings.asset_ids, settings.backfill_days))
+    rows = pipeline.last_trace.last_normalize_info.row_counts
     logger.info(
-        "loaded %d rows into %s.assets on %s (load id %s) in %.1f s, %d CoinCap request(s)",
-        rows,
+        "loaded %d rows into %s.assets and %d into %s.asset_history on %s (load id %s) "
+        "in %.1f s, %d CoinCap request(s)",
+        rows.get("assets", 0),
+        DATASET,
+        rows.get("asset_history", 0),
         DATASET,
         settings.warehouse,
         ", ".join(load_info.loads_ids) or "none",

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from ingest.coincap.settings import API_KEY_HELP, DEFAULT_ASSET_IDS, DEFAULT_BASE_URL
+from ingest.coincap.settings import (
+    API_KEY_HELP,
+    DEFAULT_ASSET_IDS,
+    DEFAULT_BACKFILL_DAYS,
+    DEFAULT_BASE_URL,
+)
 
 WAREHOUSES = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
@@ -29,6 +34,7 @@ class Settings:
     warehouse: str
     duckdb_path: Path
     postgres: dict[str, str]
+    backfill_days: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +63,12 @@ class Settings:
         )
         if not asset_ids:
             raise ConfigError("COINCAP_ASSET_IDS is empty; set comma-separated CoinCap asset ids")
+
+        backfill_days = env.get("COINCAP_BACKFILL_DAYS", "").strip() or str(DEFAULT_BACKFILL_DAYS)
+        if not backfill_days.isdigit():
+            raise ConfigError(
+                f"COINCAP_BACKFILL_DAYS is {backfill_days!r}; set it to a whole number of days"
+            )
 
         postgres = {
             "host": env.get("POSTGRES_HOST", "localhost"),
@@ -90,4 +102,5 @@ class Settings:
             warehouse=warehouse,
             duckdb_path=Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH),
             postgres=postgres,
+            backfill_days=int(backfill_days),
         )

@@ -193,6 +193,8 @@ def base_env(tmp: Path) -> dict[str, str]:
         "DBT_LOG_PATH": str(tmp / "dbt_logs"),
         # never a developer's .env from the repo root: each test sets exactly what it means
         "COINCAP_ENV_FILE": str(tmp / "no.env"),
+        # a short backfill keeps first cycles quick; tests/test_history.py checks the 7-day default
+        "COINCAP_BACKFILL_DAYS": "1",
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }

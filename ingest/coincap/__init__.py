@@ -9,14 +9,36 @@ import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
-from ingest.coincap.helpers import CoinCapClient, CoinCapResponseError, parse_assets
-from ingest.coincap.settings import ASSET_TEXT_FIELDS, TIMESTAMP_FIELD
+from ingest.coincap.helpers import (
+    CoinCapClient,
+    CoinCapResponseError,
+    CoinCapUnavailableError,
+    parse_assets,
+    parse_history,
+)
+from ingest.coincap.settings import (
+    ASSET_TEXT_FIELDS,
+    DEFAULT_BACKFILL_DAYS,
+    HISTORY_GAP_MS,
+    HISTORY_INTERVAL,
+    HISTORY_TEXT_FIELDS,
+    HISTORY_WINDOW_MS,
+    TIMESTAMP_FIELD,
+)
 
 logger = logging.getLogger("ingest")
+
+DAY_MS = 24 * 60 * 60 * 1000
 
 ASSET_COLUMNS: TTableSchemaColumns = {
     **{field: {"data_type": "text", "nullable": True} for field in ASSET_TEXT_FIELDS},
     "id": {"data_type": "text", "nullable": False},
+    TIMESTAMP_FIELD: {"data_type": "bigint", "nullable": False},
+}
+HISTORY_COLUMNS: TTableSchemaColumns = {
+    "asset_id": {"data_type": "text", "nullable": False},
+    "time": {"data_type": "bigint", "nullable": False},
+    **{field: {"data_type": "text", "nullable": True} for field in HISTORY_TEXT_FIELDS},
     TIMESTAMP_FIELD: {"data_type": "bigint", "nullable": False},
 }
 
@@ -24,13 +46,19 @@ ASSET_COLUMNS: TTableSchemaColumns = {
 # max_table_nesting=0 keeps nested values (`tokens`) as JSON in the row, exactly as sent,
 # instead of unpacking them into child tables.
 @dlt.source(name="coincap", max_table_nesting=0)
-def coincap(client: CoinCapClient, asset_ids: Sequence[str]) -> DltResource:
-    """CoinCap's current figures for `asset_ids`, one request per run for all of them.
+def coincap(
+    client: CoinCapClient,
+    asset_ids: Sequence[str],
+    backfill_days: int = DEFAULT_BACKFILL_DAYS,
+) -> tuple[DltResource, DltResource]:
+    """CoinCap's current figures for `asset_ids` (one request for all of them) and the 5-minute
+    history each asset lacks: `backfill_days` on the first run, the holes an outage left later.
 
     The caller builds the client from COINCAP_API_KEY and COINCAP_BASE_URL (ingest/config.py)
     and reads `client.requests_made` afterwards for the run log.
     """
-    return assets(asset_ids, client)
+    snapshot = assets(asset_ids, client)
+    return snapshot, snapshot | asset_history(client, backfill_days)
 
 
 @dlt.resource(
@@ -68,3 +96,64 @@ def assets(asset_ids: Sequence[str], client: CoinCapClient) -> Iterator[list[dic
         body["timestamp"],
     )
     yield [{**row, TIMESTAMP_FIELD: body["timestamp"]} for row in rows]
+
+
+@dlt.transformer(
+    name="asset_history",
+    primary_key=("asset_id", "time"),
+    write_disposition="merge",
+    columns=HISTORY_COLUMNS,
+)
+def asset_history(
+    snapshot: list[dict[str, Any]], client: CoinCapClient, backfill_days: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The 5-minute points (`/assets/{id}/history?interval=m5`) each asset's series lacks.
+
+    The resource state keeps, per asset, the CoinCap time up to which its series is complete.
+    CoinCap's clock (the snapshot's `timestamp`) decides what is missing, never this machine's,
+    so a skewed host clock neither invents nor hides a gap. No gap: no request. A history
+    request that fails after its retries leaves the asset's mark where it was, so the next
+    cycle asks for the same hole again; the snapshot still loads. State is saved with the load,
+    so a cycle killed mid-backfill leaves the mark unmoved and the next cycle fetches it again;
+    the merge on (asset_id, time) keeps re-fetched points from doubling.
+    """
+    complete_until: dict[str, int] = dlt.current.resource_state().setdefault("complete_until", {})
+    requests_before = client.requests_made
+    reasons: dict[str, list[str]] = {}
+    for asset in snapshot:
+        asset_id, now = asset["id"], asset[TIMESTAMP_FIELD]
+        mark = complete_until.get(asset_id)
+        if mark is None:
+            after, reason = now - backfill_days * DAY_MS, f"backfill of {backfill_days} d"
+        elif now - mark > HISTORY_GAP_MS:
+            after, reason = mark, f"gap of {(now - mark) / 3_600_000:.1f} h"
+        else:
+            complete_until[asset_id] = max(mark, now)
+            continue
+        try:
+            for window_start, window_end in _windows(after, now):
+                body = client.get(
+                    f"/assets/{asset_id}/history",
+                    params={"interval": HISTORY_INTERVAL, "start": window_start, "end": window_end},
+                )
+                yield [
+                    {**point, "asset_id": asset_id, TIMESTAMP_FIELD: body["timestamp"]}
+                    for point in parse_history(body, asset_id)
+                ]
+        except CoinCapUnavailableError as exc:
+            logger.warning("history for %s not fetched, the next cycle retries: %s", asset_id, exc)
+            continue
+        complete_until[asset_id] = now
+        reasons.setdefault(reason, []).append(asset_id)
+    why = "; ".join(f"{reason} for {', '.join(ids)}" for reason, ids in reasons.items())
+    logger.info(
+        "history: %d request(s) (%s)", client.requests_made - requests_before, why or "no gaps"
+    )
+
+
+def _windows(after: int, until: int) -> Iterator[tuple[int, int]]:
+    """(after, until] as inclusive (start, end) windows of at most HISTORY_WINDOW_MS each."""
+    while after < until:
+        end = min(after + HISTORY_WINDOW_MS, until)
+        yield after + 1, end
+        after = end

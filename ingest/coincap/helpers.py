@@ -130,3 +130,16 @@ def _reason(response: Response) -> str:
 
 def _path(response: Response) -> str:
     return response.request.path_url.split("?")[0] if response.request else "CoinCap"
+
+
+def parse_history(body: dict[str, Any], asset_id: str) -> list[dict[str, Any]]:
+    """The points of an `/assets/{id}/history` answer; each must carry an integer `time` (ms)."""
+    data = body["data"]
+    if not isinstance(data, list) or not all(
+        isinstance(point, dict) and isinstance(point.get("time"), int) for point in data
+    ):
+        raise CoinCapResponseError(
+            f"CoinCap sent an unexpected response to /assets/{asset_id}/history: `data` is not a "
+            "list of points with a `time`; check COINCAP_BASE_URL points at the v3 API"
+        )
+    return data

@@ -34,3 +34,14 @@ ASSET_TEXT_FIELDS = (
 )
 # The response's top-level `timestamp` (ms since epoch, UTC) is stored on every asset row.
 TIMESTAMP_FIELD = "coincap_timestamp"
+
+# History (`/assets/{id}/history`): the 5-minute series that backfills a new warehouse and fills
+# the holes an outage leaves. CoinCap limits the range of one request by interval (about a day
+# of m1; unconfirmed for m5), so windows are at most one day: 288 points, one request each.
+HISTORY_INTERVAL = "m5"
+HISTORY_INTERVAL_MS = 5 * 60 * 1000
+HISTORY_WINDOW_MS = 24 * 60 * 60 * 1000
+# A hole is worth a request when the series lacks more than this: two missed cycles.
+HISTORY_GAP_MS = 2 * HISTORY_INTERVAL_MS
+DEFAULT_BACKFILL_DAYS = 7
+HISTORY_TEXT_FIELDS = ("priceUsd", "date", "circulatingSupply")
