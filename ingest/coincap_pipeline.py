@@ -47,6 +47,7 @@ def run(settings: Settings) -> None:
         # One pipeline (and so one local state and set of pending packages) per warehouse:
         # switching WAREHOUSE never mixes one warehouse's state into the other's.
         pipeline_name=f"coincap_{settings.warehouse}",
+        pipelines_dir=str(settings.pipelines_dir),
         destination=destination(settings),
         dataset_name=DATASET,
     )

@@ -20,6 +20,10 @@ from ingest.coincap.settings import (
 
 WAREHOUSES = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+# dlt keeps pipeline state and pending load packages under DLT_DATA_DIR. Its own default is
+# ~/.dlt, shared by every checkout of the same user: two checkouts would share state (and dlt
+# would even remember the other checkout's DuckDB file). So the default here is per project.
+DEFAULT_DLT_DATA_DIR = "data/dlt"
 
 
 class ConfigError(Exception):
@@ -35,13 +39,15 @@ class Settings:
     duckdb_path: Path
     postgres: dict[str, str]
     backfill_days: int
+    pipelines_dir: Path
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, require_api_key: bool = True) -> Settings:
         """Reads the environment; values already set win over those in the env file.
 
         The env file is `.env` in the working directory (the repo root for
-        scripts/run_pipeline.sh), or the file COINCAP_ENV_FILE names.
+        scripts/run_pipeline.sh), or the file COINCAP_ENV_FILE names. `require_api_key=False`
+        is for steps that only need the warehouse (the run log of a cycle that had no key).
         """
         load_dotenv(os.environ.get("COINCAP_ENV_FILE") or ".env", override=False)
         env = os.environ
@@ -51,7 +57,7 @@ class Settings:
             raise ConfigError(f"WAREHOUSE is {warehouse!r}; set it to duckdb or postgres")
 
         api_key = env.get("COINCAP_API_KEY", "").strip()
-        if not api_key:
+        if not api_key and require_api_key:
             raise ConfigError(f"COINCAP_API_KEY is not set; {API_KEY_HELP}")
 
         asset_ids = tuple(
@@ -100,7 +106,12 @@ class Settings:
             base_url=env.get("COINCAP_BASE_URL", "").strip() or DEFAULT_BASE_URL,
             asset_ids=asset_ids,
             warehouse=warehouse,
-            duckdb_path=Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH),
+            # absolute, because dlt reads a relative DuckDB path from its own data directory
+            duckdb_path=Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH).resolve(),
             postgres=postgres,
             backfill_days=int(backfill_days),
+            pipelines_dir=Path(
+                env.get("DLT_DATA_DIR", "").strip() or DEFAULT_DLT_DATA_DIR
+            ).resolve()
+            / "pipelines",
         )

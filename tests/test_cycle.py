@@ -12,6 +12,7 @@ in a few minutes: `three_cycles` (two observations, then the second served again
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from helpers import (
     API_KEY,
     ENGINES,
     ISO_UTC_LINE,
+    REPO,
     CycleResult,
     Warehouse,
     base_env,
@@ -484,3 +486,20 @@ def test_configured_id_coincap_does_not_return_is_named_and_the_rest_load(stack)
     assert warnings, f"no warning naming polygon:\n{result.describe()}"
     keys = set(fct_rows(stack.warehouse))
     assert keys == {(a, observed_at(ts)) for a in ALL_DEFAULT_IDS}
+
+
+def test_a_new_relative_duckdb_path_is_the_file_both_steps_use(fake_coincap, tmp_path):
+    """DUCKDB_PATH relative to the repo root names the file for ingest and dbt alike, even after
+    it changed: dlt alone would keep loading the relative path it saw first (stored in its
+    pipeline state) while dbt built the new, empty file."""
+    first = Warehouse("duckdb", tmp_path / "first")
+    second = Warehouse("duckdb", tmp_path / "second")
+    stack = Stack(first, fake_coincap, tmp_path)
+    ts = now_ms() - 40_000
+    fake_coincap.set_snapshot(DEFAULT_ASSETS, ts - 300_000)
+    stack.good_cycle(DUCKDB_PATH=os.path.relpath(first.duckdb_path, REPO))
+    fake_coincap.set_snapshot(DEFAULT_ASSETS, ts)
+
+    stack.good_cycle(DUCKDB_PATH=os.path.relpath(second.duckdb_path, REPO))
+
+    assert set(fct_rows(second)) == {(a, observed_at(ts)) for a in ALL_DEFAULT_IDS}
