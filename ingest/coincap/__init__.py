@@ -19,8 +19,8 @@ from ingest.coincap.helpers import (
 from ingest.coincap.settings import (
     ASSET_TEXT_FIELDS,
     DEFAULT_BACKFILL_DAYS,
-    HISTORY_GAP_MS,
     HISTORY_INTERVAL,
+    HISTORY_INTERVAL_MS,
     HISTORY_TEXT_FIELDS,
     HISTORY_WINDOW_MS,
     TIMESTAMP_FIELD,
@@ -111,12 +111,16 @@ def asset_history(
 
     The resource state keeps, per asset, the CoinCap time up to which its series is complete.
     CoinCap's clock (the snapshot's `timestamp`) decides what is missing, never this machine's,
-    so a skewed host clock neither invents nor hides a gap. No gap: no request. A history
+    so a skewed host clock neither invents nor hides a gap. A gap is a 5-minute slot of the UTC
+    clock with no point between that mark and now: two missed cycles, or one cycle skipped while
+    the clock crossed two slot boundaries. No gap: no request. A history
     request that fails after its retries leaves the asset's mark where it was, so the next
     cycle asks for the same hole again; the snapshot still loads. State is saved with the load,
     so a cycle killed mid-backfill leaves the mark unmoved and the next cycle fetches it again;
     the merge on (asset_id, time) keeps re-fetched points from doubling.
     """
+    # create raw.asset_history even when a run loads no point, so dbt always finds the table
+    yield dlt.mark.materialize_table_schema()
     complete_until: dict[str, int] = dlt.current.resource_state().setdefault("complete_until", {})
     requests_before = client.requests_made
     reasons: dict[str, list[str]] = {}
@@ -125,7 +129,8 @@ def asset_history(
         mark = complete_until.get(asset_id)
         if mark is None:
             after, reason = now - backfill_days * DAY_MS, f"backfill of {backfill_days} d"
-        elif now - mark > HISTORY_GAP_MS:
+        elif _slot(now) - _slot(mark) > HISTORY_INTERVAL_MS:
+            # a 5-minute slot between the last stored point and now has no point: fetch them
             after, reason = mark, f"gap of {(now - mark) / 3_600_000:.1f} h"
         else:
             complete_until[asset_id] = max(mark, now)
@@ -149,6 +154,11 @@ def asset_history(
     logger.info(
         "history: %d request(s) (%s)", client.requests_made - requests_before, why or "no gaps"
     )
+
+
+def _slot(ms: int) -> int:
+    """The start of the 5-minute slot of the UTC clock that `ms` falls in."""
+    return ms - ms % HISTORY_INTERVAL_MS
 
 
 def _windows(after: int, until: int) -> Iterator[tuple[int, int]]:

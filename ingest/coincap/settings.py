@@ -41,7 +41,5 @@ TIMESTAMP_FIELD = "coincap_timestamp"
 HISTORY_INTERVAL = "m5"
 HISTORY_INTERVAL_MS = 5 * 60 * 1000
 HISTORY_WINDOW_MS = 24 * 60 * 60 * 1000
-# A hole is worth a request when the series lacks more than this: two missed cycles.
-HISTORY_GAP_MS = 2 * HISTORY_INTERVAL_MS
 DEFAULT_BACKFILL_DAYS = 7
 HISTORY_TEXT_FIELDS = ("priceUsd", "date", "circulatingSupply")
