@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from decimal import Decimal
 from typing import Any, Iterator, Sequence
 
 import dlt
@@ -29,6 +31,18 @@ from ingest.coincap.settings import (
 logger = logging.getLogger("ingest")
 
 DAY_MS = 24 * 60 * 60 * 1000
+# what staging accepts (dbt_project/macros/coincap_validation.sql): a row with any other value
+# is held back from the marts, so its 5-minute slot stays empty
+DECIMAL = re.compile(r"-?0*[0-9]{1,22}(\.[0-9]+)?")
+RANK = re.compile(r"0*[1-9][0-9]{0,8}")
+OPTIONAL_DECIMALS = (
+    "supply",
+    "maxSupply",
+    "marketCapUsd",
+    "volumeUsd24Hr",
+    "changePercent24Hr",
+    "vwap24Hr",
+)
 
 ASSET_COLUMNS: TTableSchemaColumns = {
     **{field: {"data_type": "text", "nullable": True} for field in ASSET_TEXT_FIELDS},
@@ -133,7 +147,10 @@ def asset_history(
             # a 5-minute slot between the last stored point and now has no point: fetch them
             after, reason = mark, f"gap of {(now - mark) / 3_600_000:.1f} h"
         else:
-            complete_until[asset_id] = max(mark, now)
+            if _accepted_by_staging(asset):
+                complete_until[asset_id] = max(mark, now)
+            # else dbt holds this snapshot back (marts.fct_rejected_asset_prices): its slot stays
+            # empty, so the mark stays put and the next cycle fetches the slot from history
             continue
         try:
             for window_start, window_end in _windows(after, now):
@@ -153,6 +170,23 @@ def asset_history(
     why = "; ".join(f"{reason} for {', '.join(ids)}" for reason, ids in reasons.items())
     logger.info(
         "history: %d request(s) (%s)", client.requests_made - requests_before, why or "no gaps"
+    )
+
+
+def _accepted_by_staging(asset: dict[str, Any]) -> bool:
+    """Whether dbt will let this snapshot into the marts (and so fill its 5-minute slot)."""
+
+    def fits(value: Any, pattern: re.Pattern[str], required: bool = False) -> bool:
+        if value is None or value == "":
+            return not required
+        return isinstance(value, str) and bool(pattern.fullmatch(value))
+
+    price = asset.get("priceUsd")
+    return (
+        fits(price, DECIMAL, required=True)
+        and Decimal(price) > 0
+        and fits(asset.get("rank"), RANK)
+        and all(fits(asset.get(field), DECIMAL) for field in OPTIONAL_DECIMALS)
     )
 
 
