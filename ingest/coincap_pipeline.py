@@ -21,6 +21,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
 from ingest.coincap import coincap  # noqa: E402
 from ingest.coincap.helpers import CoinCapClient, CoinCapError  # noqa: E402
 from ingest.config import ConfigError, Settings  # noqa: E402
+from ingest.runlog import IngestSummary  # noqa: E402
 
 logger = logging.getLogger("ingest")
 
@@ -29,19 +30,25 @@ DATASET = "raw"
 
 def main() -> int:
     _configure_logging()
+    summary = IngestSummary()  # rows, requests and error, for the cycle's run log
     try:
         settings = Settings.from_env()
-        run(settings)
+        run(settings, summary)
     except (ConfigError, CoinCapError) as exc:
+        summary.error = str(exc)
         logger.error("%s", exc)
         return 1
     except PipelineStepFailed as exc:
-        logger.error("%s", _explain(exc))
+        summary.error = _explain(exc)
+        logger.error("%s", summary.error)
         return 1
+    finally:
+        summary.save()
     return 0
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, summary: IngestSummary | None = None) -> None:
+    summary = summary if summary is not None else IngestSummary()
     started = time.monotonic()
     pipeline = dlt.pipeline(
         # One pipeline (and so one local state and set of pending packages) per warehouse:
@@ -58,10 +65,15 @@ def run(settings: Settings) -> None:
         pipeline.normalize()
         pending = pipeline.load()
         logger.info("loaded pending load packages %s", ", ".join(pending.loads_ids))
+        summary.pending_packages_loaded = len(pending.loads_ids)
+        summary.load_ids.extend(pending.loads_ids)
 
     client = CoinCapClient(settings.api_key, settings.base_url)
+    summary.client = client
     load_info = pipeline.run(coincap(client, settings.asset_ids, settings.backfill_days))
     rows = pipeline.last_trace.last_normalize_info.row_counts
+    summary.rows_loaded = rows.get("assets", 0) + rows.get("asset_history", 0)
+    summary.load_ids.extend(load_info.loads_ids)
     logger.info(
         "loaded %d rows into %s.assets and %d into %s.asset_history on %s (load id %s) "
         "in %.1f s, %d CoinCap request(s)",

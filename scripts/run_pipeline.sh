@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# One CoinCap ELT cycle: ingest (dlt, `python -m ingest`), then `dbt build`. Cron runs exactly this.
+# One CoinCap ELT cycle: ingest (dlt, `python -m ingest`), then `dbt build`, then
+# `dbt source freshness`; at the end, failed or not, the cycle's row in the run log
+# (ops.pipeline_runs, the view marts.pipeline_runs) and, when the pipeline's state changed, an
+# alert to ALERT_WEBHOOK_URL (`python -m ingest.runlog`). Cron runs exactly this.
 #
-# Exit 0 only when both steps succeeded. A cycle started while another one runs exits 0 at once
-# and says so. Every line it prints starts with an ISO-8601 UTC timestamp.
+# Exit 0 only when the ingest and `dbt build` succeeded (stale data is an alert and a warning, not a
+# failure). A cycle started while another one runs exits 0 at once and says so. Every line it
+# prints starts with an ISO-8601 UTC timestamp.
 #
 # Settings come from the environment (README.md, "Configuration"); a `.env` file in the repo
 # root (or the file COINCAP_ENV_FILE names) fills in what the environment does not set.
 # Besides the public variables it reads:
 #   PYTHON           the interpreter with the project installed (default: .venv/bin/python,
 #                    else python3 on PATH); dbt is taken from the same bin directory
-#   COINCAP_RUN_DIR  where the lock and the heartbeat `last_success` live (default: data/)
+#   COINCAP_RUN_DIR  where the lock, the heartbeat `last_success`, the ingest's summary for the
+#                    run log and the last alert state live (default: data/)
 #   DBT_DOCS_DIR     when set, the static docs site is regenerated there after each good build
 set -euo pipefail
 
@@ -51,19 +56,44 @@ if ! flock --nonblock 9; then
 fi
 
 started=$SECONDS
+started_at="$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)"
 log "cycle started: warehouse ${WAREHOUSE:-duckdb}"
+# the ingest writes its numbers (rows, requests, error) here for the run log
+export COINCAP_RUN_DIR="$RUN_DIR"
+rm -f "$RUN_DIR/ingest_summary.json"
+
+# The cycle's row in the run log, and an alert if the pipeline's state changed. Never fails the
+# cycle: a warehouse that is down keeps the row in dlt's pending package for the next cycle.
+record_run() { # status [failed step] [freshness]
+  local args=(--started-at "$started_at" --status "$1")
+  if [[ -n "${2:-}" ]]; then args+=(--failed-step "$2"); fi
+  if [[ -n "${3:-}" ]]; then args+=(--freshness "$3"); fi
+  if ! "$PYTHON" -m ingest.runlog "${args[@]}"; then
+    log "warning: the run log step failed (see the lines above); the cycle's outcome stands"
+  fi
+}
 
 if ! "$PYTHON" -m ingest; then
   log "error: the ingest step failed (see the line above); dbt build skipped, the marts are unchanged"
+  record_run failed ingest
   exit 1
 fi
 
 if ! "${WITH_ENV[@]}" "$DBT" build "${DBT_ARGS[@]}" 2>&1 | stamp; then
   log "error: dbt build failed (see the lines above); raw holds the new snapshot, the next cycle builds it"
+  record_run failed "dbt build"
   exit 1
 fi
 
 date -u +%Y-%m-%dT%H:%M:%SZ >"$RUN_DIR/last_success"
+
+# Is CoinCap's newest observation recent (_coincap__sources.yml)? Stale data does not fail the
+# cycle (the build succeeded) but is a state of its own in the run log and the alerts.
+freshness=passed
+if ! "${WITH_ENV[@]}" "$DBT" source freshness "${DBT_ARGS[@]}" 2>&1 | stamp; then
+  freshness=failed
+  log "warning: source freshness failed (see the lines above): CoinCap's newest figures are too old"
+fi
 
 if [[ -n "${DBT_DOCS_DIR:-}" ]]; then
   target="${DBT_TARGET_PATH:-dbt_project/target}"
@@ -77,4 +107,5 @@ if [[ -n "${DBT_DOCS_DIR:-}" ]]; then
   fi
 fi
 
+record_run succeeded "" "$freshness"
 log "cycle finished in $((SECONDS - started)) s"

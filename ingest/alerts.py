@@ -1,0 +1,123 @@
+"""Alerts: a short Slack-compatible message (`{"text": ...}`) to ALERT_WEBHOOK_URL when the
+pipeline's state changes, never every 5 minutes.
+
+States: `ok` (the cycle succeeded and CoinCap's data is fresh), `failed` (the ingest or `dbt build`
+failed) and `stale` (the cycle succeeded but `dbt source freshness` failed). The last state
+announced is kept in `$COINCAP_RUN_DIR/alert_state`; a message goes out only when the new state
+differs (to `ok`: "recovered"). A webhook that cannot be reached never fails the cycle: the
+state file then keeps the old state, so the next cycle tries again. The text never carries the
+API key, a password or a URL with credentials (`redact`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+logger = logging.getLogger("ingest.alerts")
+
+STATE_FILE = "alert_state"
+WEBHOOK_TIMEOUT_S = 10.0
+# the settings whose values must never leave the machine in a message or the run log
+SECRET_VARIABLES = (
+    "COINCAP_API_KEY",
+    "POSTGRES_PASSWORD",
+    "ALERT_WEBHOOK_URL",
+    "PIPELINE_DB_PASSWORD",
+    "METABASE_READER_DB_PASSWORD",
+    "METABASE_APP_DB_PASSWORD",
+    "METABASE_ADMIN_PASSWORD",
+    "MB_ENCRYPTION_SECRET_KEY",
+)
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+_KEY_PARAMETER = re.compile(r"(?i)\b(api_?key|token|password|secret)=[^&\s]+")
+_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+
+
+def redact(text: str, limit: int = 500) -> str:
+    """`text` without secret values, URL credentials (`scheme://user:pass@`), key parameters or
+    bearer tokens, on one line of at most `limit` characters."""
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    text = _KEY_PARAMETER.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _BEARER.sub("Bearer ***", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def notify(run_dir: Path, state: str, detail: str, warehouse: str) -> None:
+    """Announces `state` ("ok", "failed" or "stale"; `detail` says why) when it differs from the
+    last one announced. Without ALERT_WEBHOOK_URL the state is only remembered."""
+    path = run_dir / STATE_FILE
+    previous = _read_state(path)
+    if state == previous["state"]:
+        return
+    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+    if url:
+        text = _message(state, previous, detail, warehouse)
+        if not _post(url, text):
+            return  # keep the old state: the next cycle tries again
+        logger.info("alert sent: %s (was %s)", state, previous["state"])
+    now = datetime.now().astimezone().isoformat(timespec="seconds")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"state": state, "since": now}) + "\n")
+    tmp.replace(path)
+
+
+def _message(state: str, previous: dict[str, str], detail: str, warehouse: str) -> str:
+    where = f"CoinCap ELT ({warehouse} on {socket.gethostname()})"
+    if state == "failed":
+        text = f":red_circle: {where}: a cycle failed. {detail}"
+    elif state == "stale":
+        text = f":warning: {where}: CoinCap data is stale. {detail}"
+    else:
+        since = f" since {previous['since']}" if previous.get("since") else ""
+        text = (
+            f":large_green_circle: {where}: recovered; the last cycle succeeded and the data is "
+            f"fresh (was {previous['state']}{since})."
+        )
+    return redact(text, limit=600)
+
+
+def _post(url: str, text: str) -> bool:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"text": text}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
+            response.read(1024)
+        return True
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = type(getattr(exc, "reason", exc)).__name__
+    # never the URL itself: a Slack webhook URL is a secret
+    logger.warning(
+        "the alert could not be delivered to ALERT_WEBHOOK_URL (%s); the cycle goes on and the "
+        "next one tries again",
+        reason,
+    )
+    return False
+
+
+def _read_state(path: Path) -> dict[str, str]:
+    try:
+        state = json.loads(path.read_text())
+        if isinstance(state, dict) and state.get("state") in ("ok", "failed", "stale"):
+            return state
+    except (OSError, ValueError):
+        pass
+    return {"state": "ok", "since": ""}
