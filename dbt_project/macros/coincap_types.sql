@@ -30,3 +30,28 @@
 {% macro utc_date(column_name) -%}
     cast(({{ column_name }} at time zone 'UTC') as date)
 {%- endmacro %}
+
+
+{#- The start of the `interval_minutes`-wide slot of the UTC clock that a `timestamp with time zone`
+    falls in: 12:07:03.457 -> 12:05:00 on the 5-minute grid, the grid CoinCap's m5 history points
+    sit on. Slots are counted from the Unix epoch, so the result is the same in every session time
+    zone (including those offset by 30 or 45 minutes). Needs Postgres 14+ (date_bin). -#}
+{% macro floor_to_grid(column_name, interval_minutes=5) -%}
+    {{ return(adapter.dispatch('floor_to_grid', 'coincap_elt')(column_name, interval_minutes)) }}
+{%- endmacro %}
+
+{% macro default__floor_to_grid(column_name, interval_minutes) -%}
+    date_bin(
+        interval '{{ interval_minutes }} minutes',
+        {{ column_name }},
+        timestamp with time zone '1970-01-01 00:00:00+00'
+    )
+{%- endmacro %}
+
+{% macro duckdb__floor_to_grid(column_name, interval_minutes) -%}
+    time_bucket(
+        interval '{{ interval_minutes }} minutes',
+        {{ column_name }},
+        timestamp with time zone '1970-01-01 00:00:00+00'
+    )
+{%- endmacro %}

@@ -13,11 +13,14 @@ assets as (
 
     select * from {{ ref('stg_coincap__assets') }}
 
+    -- rows with a value that is not a number are held back: marts.fct_rejected_asset_prices
+    where rejected_fields is null
+
     {% if is_incremental() %}
     -- only rows from loads this table has not seen. The watermark is dlt's load id, not
     -- observed_at: a late or pending load can carry observations older than the newest one here,
     -- and a re-delivered observation comes back with a newer load id (delete+insert replaces it).
-    where load_id > (select coalesce(max(load_id), '') from {{ this }})
+    and load_id > (select coalesce(max(load_id), '') from {{ this }})
     {% endif %}
 
 ),

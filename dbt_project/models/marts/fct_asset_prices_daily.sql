@@ -7,95 +7,100 @@
     )
 }}
 
+-- Daily OHLC from the continuous 5-minute series (fct_asset_price_history), so a day an outage
+-- interrupted still has all its points once the ingest has filled the hole from CoinCap's history.
+
 with
 
-asset_prices as (
+price_points as (
 
-    select * from {{ ref('fct_asset_prices') }}
+    select * from {{ ref('fct_asset_price_history') }}
 
 ),
 
 {% if is_incremental() %}
 
--- fact rows from loads this table has not seen yet (same watermark as the fact). A second
--- import of the fact, not a read of asset_prices: Postgres would copy a CTE read twice.
-new_asset_prices as (
+-- series points from loads this table has not seen yet (the series carries the newest load id
+-- of each slot). A second import, not a read of price_points: Postgres would copy a CTE read twice.
+new_price_points as (
 
     select
         asset_id,
-        observed_at
+        price_at
 
-    from {{ ref('fct_asset_prices') }}
+    from {{ ref('fct_asset_price_history') }}
 
     where load_id > (select coalesce(max(load_id), '') from {{ this }})
 
 ),
 
--- only the (asset, UTC day) pairs that got new rows are recomputed, from all their rows
+-- only the (asset, UTC day) pairs that got new points are recomputed, from all their points
 changed_asset_days as (
 
     select distinct
         asset_id,
-        {{ utc_date('observed_at') }} as price_date
+        {{ utc_date('price_at') }} as price_date
 
-    from new_asset_prices
+    from new_price_points
 
 ),
 
-prices_to_aggregate as (
+points_to_aggregate as (
 
     select
-        asset_prices.asset_id,
-        asset_prices.price_usd,
-        asset_prices.observed_at,
-        asset_prices.load_id,
+        price_points.asset_id,
+        price_points.price_at,
+        price_points.price_usd,
+        price_points.observed_at,
+        price_points.load_id,
         changed_asset_days.price_date
 
-    from asset_prices
+    from price_points
 
     inner join changed_asset_days
-        on asset_prices.asset_id = changed_asset_days.asset_id
-        and {{ utc_date('asset_prices.observed_at') }} = changed_asset_days.price_date
+        on price_points.asset_id = changed_asset_days.asset_id
+        and {{ utc_date('price_points.price_at') }} = changed_asset_days.price_date
 
-    -- lets the database skip old rows before the join; every changed day starts after this
-    where asset_prices.observed_at >= (
-        select min(observed_at) - interval '1 day' from new_asset_prices
+    -- lets the database skip old points before the join; every changed day starts after this
+    where price_points.price_at >= (
+        select min(price_at) - interval '1 day' from new_price_points
     )
 
 ),
 
 {% else %}
 
-prices_to_aggregate as (
+points_to_aggregate as (
 
     select
         asset_id,
+        price_at,
         price_usd,
         observed_at,
         load_id,
-        {{ utc_date('observed_at') }} as price_date
+        {{ utc_date('price_at') }} as price_date
 
-    from asset_prices
+    from price_points
 
 ),
 
 {% endif %}
 
--- open and close are the first and last priced observations of the UTC day
-prices_ordered as (
+-- open and close are the prices of the day's first and last 5-minute points
+points_ordered as (
 
     select
         *,
         row_number() over (
             partition by asset_id, price_date
-            order by case when price_usd is null then 1 else 0 end, observed_at
+            order by price_at
         ) as position_from_open,
         row_number() over (
             partition by asset_id, price_date
-            order by case when price_usd is null then 1 else 0 end, observed_at desc
+            order by price_at desc
         ) as position_from_close
 
-    from prices_to_aggregate
+    from points_to_aggregate
 
 ),
 
@@ -113,7 +118,7 @@ final as (
         max(observed_at) as last_observed_at,
         max(load_id) as load_id
 
-    from prices_ordered
+    from points_ordered
 
     group by asset_id, price_date
 

@@ -1,8 +1,40 @@
+{#- CoinCap's numeric fields (raw column: staging column), checked before they are cast. -#}
+{%- set checked_fields = {
+    'rank': 'rank',
+    'price_usd': 'price_usd',
+    'market_cap_usd': 'market_cap_usd',
+    'volume_usd24_hr': 'volume_usd_24h',
+    'supply': 'supply',
+    'max_supply': 'max_supply',
+    'change_percent24_hr': 'change_percent_24h',
+    'vwap24_hr': 'vwap_24h',
+} %}
+
 with
 
 source as (
 
     select * from {{ source('coincap', 'assets') }}
+
+),
+
+-- a value that cannot be a number holds back its row (rejected_fields is not null) instead of
+-- failing the cast for every row: the price must be a positive decimal, the other numbers may
+-- be null or "" (no value) but nothing else
+checked as (
+
+    select
+        *,
+        {{ coincap_rank_problem('rank') }} as rank_problem,
+        {{ coincap_decimal_problem('price_usd', required=true, positive=true) }} as price_usd_problem,
+        {{ coincap_decimal_problem('market_cap_usd') }} as market_cap_usd_problem,
+        {{ coincap_decimal_problem('volume_usd24_hr') }} as volume_usd24_hr_problem,
+        {{ coincap_decimal_problem('supply') }} as supply_problem,
+        {{ coincap_decimal_problem('max_supply') }} as max_supply_problem,
+        {{ coincap_decimal_problem('change_percent24_hr') }} as change_percent24_hr_problem,
+        {{ coincap_decimal_problem('vwap24_hr') }} as vwap24_hr_problem
+
+    from source
 
 ),
 
@@ -17,23 +49,41 @@ renamed as (
         name,
         explorer,
 
-        -- numerics: exact decimals, never floats
-        cast(rank as integer) as rank,
-        {{ coincap_decimal('price_usd') }} as price_usd,
-        {{ coincap_decimal('market_cap_usd') }} as market_cap_usd,
-        {{ coincap_decimal('volume_usd24_hr') }} as volume_usd_24h,
-        {{ coincap_decimal('supply') }} as supply,
-        {{ coincap_decimal('max_supply') }} as max_supply,
-        {{ coincap_decimal('change_percent24_hr') }} as change_percent_24h,
-        {{ coincap_decimal('vwap24_hr') }} as vwap_24h,
+        -- numerics: exact decimals, never floats; null where the value was rejected
+        case when rank_problem is null then cast(nullif(rank, '') as integer) end as rank,
+        case when price_usd_problem is null then {{ coincap_decimal('price_usd') }} end as price_usd,
+        case when market_cap_usd_problem is null then {{ coincap_decimal('market_cap_usd') }} end as market_cap_usd,
+        case when volume_usd24_hr_problem is null then {{ coincap_decimal('volume_usd24_hr') }} end as volume_usd_24h,
+        case when supply_problem is null then {{ coincap_decimal('supply') }} end as supply,
+        case when max_supply_problem is null then {{ coincap_decimal('max_supply') }} end as max_supply,
+        case when change_percent24_hr_problem is null then {{ coincap_decimal('change_percent24_hr') }} end as change_percent_24h,
+        case when vwap24_hr_problem is null then {{ coincap_decimal('vwap24_hr') }} end as vwap_24h,
 
         -- timestamps (UTC)
         {{ epoch_ms_to_timestamptz('coincap_timestamp') }} as observed_at,
 
         -- load metadata
-        _dlt_load_id as load_id
+        _dlt_load_id as load_id,
 
-    from source
+        -- validation: null on accepted rows (concat_ws skips nulls)
+        nullif(concat_ws(', '
+            {%- for raw, column in checked_fields.items() %},
+            case when {{ raw }}_problem is not null then '{{ column }}' end
+            {%- endfor %}
+        ), '') as rejected_fields,
+        nullif(concat_ws('; '
+            {%- for raw, column in checked_fields.items() %},
+            case when {{ raw }}_problem is not null
+                then '{{ column }}=' || coalesce('"' || left({{ raw }}, 40) || '"', 'null') end
+            {%- endfor %}
+        ), '') as rejected_values,
+        nullif(concat_ws('; '
+            {%- for raw, column in checked_fields.items() %},
+            case when {{ raw }}_problem is not null then '{{ column }}: ' || {{ raw }}_problem end
+            {%- endfor %}
+        ), '') as rejection_reason
+
+    from checked
 
 )
 

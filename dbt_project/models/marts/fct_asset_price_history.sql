@@ -1,0 +1,194 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['asset_id', 'price_at'],
+        on_schema_change='append_new_columns'
+    )
+}}
+
+{%- set interval_minutes = var('price_interval_minutes') %}
+
+-- The continuous 5-minute series: CoinCap's history points where the ingest fetched them
+-- (backfill, outages), the snapshots of fct_asset_prices everywhere else. Each snapshot belongs
+-- to the slot its observed_at falls in (floored to the grid); a slot with a history point takes
+-- it, otherwise the slot's latest snapshot.
+
+with
+
+asset_history as (
+
+    select * from {{ ref('stg_coincap__asset_history') }}
+
+),
+
+asset_prices as (
+
+    select * from {{ ref('fct_asset_prices') }}
+
+),
+
+{% if is_incremental() %}
+
+-- the slots that rows from loads this table has not seen fall in (the same load-id watermark as
+-- the other marts). Second imports, not reads of the CTEs above: Postgres would copy a CTE
+-- read twice into a temporary result instead of using the fact's primary-key index.
+new_history_slots as (
+
+    select
+        asset_id,
+        {{ floor_to_grid('price_at', interval_minutes) }} as price_at
+
+    from {{ ref('stg_coincap__asset_history') }}
+
+    where load_id > (select coalesce(max(load_id), '') from {{ this }})
+
+),
+
+new_snapshot_slots as (
+
+    select
+        asset_id,
+        {{ floor_to_grid('observed_at', interval_minutes) }} as price_at
+
+    from {{ ref('fct_asset_prices') }}
+
+    where load_id > (select coalesce(max(load_id), '') from {{ this }})
+
+),
+
+-- only these (asset, slot) pairs are recomputed, from every history point and snapshot in them
+changed_slots as (
+
+    select asset_id, price_at from new_history_slots
+    union
+    select asset_id, price_at from new_snapshot_slots
+
+),
+
+history_points as (
+
+    select
+        asset_history.asset_id,
+        changed_slots.price_at,
+        asset_history.price_usd,
+        asset_history.circulating_supply,
+        asset_history.price_at as observed_at,
+        asset_history.load_id
+
+    from asset_history
+
+    inner join changed_slots
+        on asset_history.asset_id = changed_slots.asset_id
+        and asset_history.price_at >= changed_slots.price_at
+        and asset_history.price_at < changed_slots.price_at + interval '{{ interval_minutes }} minutes'
+
+),
+
+snapshot_points as (
+
+    select
+        asset_prices.asset_id,
+        changed_slots.price_at,
+        asset_prices.price_usd,
+        asset_prices.supply as circulating_supply,
+        asset_prices.observed_at,
+        asset_prices.load_id
+
+    from asset_prices
+
+    -- a range on observed_at: Postgres finds each slot's snapshots through the fact's
+    -- primary-key index (asset_id, observed_at) instead of reading the whole fact
+    inner join changed_slots
+        on asset_prices.asset_id = changed_slots.asset_id
+        and asset_prices.observed_at >= changed_slots.price_at
+        and asset_prices.observed_at < changed_slots.price_at + interval '{{ interval_minutes }} minutes'
+
+),
+
+{% else %}
+
+history_points as (
+
+    select
+        asset_id,
+        {{ floor_to_grid('price_at', interval_minutes) }} as price_at,
+        price_usd,
+        circulating_supply,
+        price_at as observed_at,
+        load_id
+
+    from asset_history
+
+),
+
+snapshot_points as (
+
+    select
+        asset_id,
+        {{ floor_to_grid('observed_at', interval_minutes) }} as price_at,
+        price_usd,
+        supply as circulating_supply,
+        observed_at,
+        load_id
+
+    from asset_prices
+
+),
+
+{% endif %}
+
+candidates as (
+
+    select
+        *,
+        'history' as source,
+        1 as preference
+
+    from history_points
+
+    union all
+
+    select
+        *,
+        'snapshot' as source,
+        2 as preference
+
+    from snapshot_points
+
+),
+
+-- per slot: the history point if there is one, else the latest snapshot. load_id is the newest
+-- load among all the slot's candidates, so the next run's watermark is past every one of them.
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by asset_id, price_at
+            order by preference, observed_at desc
+        ) as position_in_slot,
+        max(load_id) over (partition by asset_id, price_at) as newest_load_id
+
+    from candidates
+
+),
+
+final as (
+
+    select
+        asset_id,
+        price_at,
+        price_usd,
+        circulating_supply,
+        source,
+        observed_at,
+        newest_load_id as load_id
+
+    from ranked
+
+    where position_in_slot = 1
+
+)
+
+select * from final

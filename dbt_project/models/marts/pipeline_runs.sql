@@ -1,0 +1,32 @@
+{{ config(materialized='view') }}
+
+-- A view, so a cycle's row is visible as soon as the cycle wrote it, without another build.
+with
+
+runs as (
+
+    select * from {{ ref('stg_pipeline__runs') }}
+
+),
+
+final as (
+
+    select
+        run_id,
+        status,
+        failed_step,
+        source_freshness,
+        error,
+        warehouse,
+        load_ids,
+        rows_loaded,
+        coincap_requests,
+        pending_packages_loaded,
+        started_at,
+        finished_at
+
+    from runs
+
+)
+
+select * from final

@@ -1,0 +1,74 @@
+{#- The run log table appears with the first cycle's row, which is written after that cycle's
+    build: until then this view is empty (with the same columns and types), and the next build
+    points it at the table. -#}
+{%- set runs_table = source('pipeline', 'pipeline_runs') %}
+{%- set exists = not execute or adapter.get_relation(
+    database=runs_table.database, schema=runs_table.schema, identifier=runs_table.identifier
+) is not none %}
+
+with
+
+{% if exists %}
+
+source as (
+
+    select * from {{ runs_table }}
+
+),
+
+{% else %}
+
+source as (
+
+    select
+        cast(null as text) as run_id,
+        cast(null as timestamp with time zone) as started_at,
+        cast(null as timestamp with time zone) as finished_at,
+        cast(null as text) as status,
+        cast(null as text) as failed_step,
+        cast(null as text) as source_freshness,
+        cast(null as bigint) as rows_loaded,
+        cast(null as bigint) as coincap_requests,
+        cast(null as bigint) as pending_packages_loaded,
+        cast(null as text) as load_ids,
+        cast(null as text) as error,
+        cast(null as text) as warehouse,
+        cast(null as text) as _dlt_load_id
+
+    where 1 = 0
+
+),
+
+{% endif %}
+
+renamed as (
+
+    select
+        -- ids
+        run_id,
+
+        -- strings
+        status,
+        failed_step,
+        source_freshness,
+        error,
+        warehouse,
+        load_ids,
+
+        -- numerics
+        cast(rows_loaded as bigint) as rows_loaded,
+        cast(coincap_requests as bigint) as coincap_requests,
+        cast(pending_packages_loaded as bigint) as pending_packages_loaded,
+
+        -- timestamps (UTC)
+        cast(started_at as timestamp with time zone) as started_at,
+        cast(finished_at as timestamp with time zone) as finished_at,
+
+        -- load metadata
+        _dlt_load_id as load_id
+
+    from source
+
+)
+
+select * from renamed
