@@ -11,11 +11,36 @@ or it is answered 401.
         fake.queue(Scripted(429, {"error": "rate limited"}, {"Retry-After": "1"}))
         fake.fail_always(Scripted(503, {"error": "Service Unavailable"}))
         fake.extra_fields = {"circulatingSupply": "1.0"}
+        fake.snapshot_overrides = {"bitcoin": {"priceUsd": "NaN"}}  # /assets only, not history
         fake.delay = 0.5
-        fake.requests               # every request seen: method, path, query, headers, at
+        fake.requests               # every request seen: method, path, query, headers, at, status
 
 Scripted responses are served first-in first-out, one per request (any path), before the normal
 answer; ``fake.reset()`` drops them and the extra fields and delay.
+
+CoinCap's clock. ``fake.now_ms`` is CoinCap's time: the ``timestamp`` of every answer and the upper
+limit of every history answer (no point after it). Tests move it (``fake.now_ms = t``,
+``fake.advance(ms)``) without touching the machine's clock; keep it at or before the real time
+(the marts test that nothing is observed in the future).
+
+    fake = FakeCoinCap(api_key=..., prices_follow_clock=True, timestamp_ms=t0)
+        # priceUsd (and marketCapUsd) of /assets become a deterministic function of asset and
+        # CoinCap time: fake.price_usd(asset_id, t_ms); history points use the same function
+    fake.advance(5 * 60_000)
+
+History (``/assets/{id}/history?interval=m5&start=S&end=E``): one point per interval ON the UTC
+grid (time % interval == 0) within [start, end] and <= now_ms, each
+``{"priceUsd", "time", "date", "circulatingSupply"}``. 400 for an unknown interval, for start
+without end (or the reverse), for start > end, and for a range longer than
+``fake.history_max_range_ms`` (default one day: the ingest pages a backfill into windows).
+
+    fake.history_requests()        # [HistoryRequest(asset_id, interval, start, end, status, at)]
+    fake.fail_history(5, Scripted(429, {"error": "rate limited"}, {"Retry-After": "1"}))
+        # the 5th history request (counted since reset_requests()) gets that answer, once
+    fake.fail_history_always(Scripted(503, {"error": "down"}), asset_id="bitcoin")  # None: stop
+    fake.hold_history(after=3)              # history requests after the 3rd hang until release()
+    fake.wait_for_history_requests(4, timeout=60)
+    fake.release()
 """
 
 from __future__ import annotations
@@ -25,12 +50,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 FIVE_MINUTES_MS = 5 * 60 * 1000
+DAY_MS = 24 * 60 * 60 * 1000
 INTERVALS_MS = {
     "m1": 60_000,
     "m5": 300_000,
@@ -162,6 +188,70 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     at: float  # time.monotonic()
+    status: int | None = None  # what the fake answered (None: not answered yet, or held)
+
+    @property
+    def history_asset(self) -> str | None:
+        """The asset id when this is an /assets/{id}/history request, else None."""
+        segments = [s for s in self.path.split("/") if s]
+        if segments[:1] == ["v3"]:
+            segments = segments[1:]
+        if len(segments) == 3 and segments[0] == "assets" and segments[2] == "history":
+            return segments[1]
+        return None
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """One /assets/{id}/history request as the fake saw it (start/end None when not sent)."""
+
+    asset_id: str
+    interval: str | None
+    start: int | None
+    end: int | None
+    status: int | None
+    at: float
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def utc_iso_ms(t_ms: int) -> str:
+    """CoinCap's `date` format: 2018-07-01T00:00:00.000Z."""
+    seconds, millis = divmod(int(t_ms), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+Q16 = Decimal("0.0000000000000001")
+
+
+def price_usd(asset: dict, t_ms: int) -> str:
+    """A deterministic price of `asset` at CoinCap time `t_ms`: its base priceUsd times a factor
+    between 0.97 and 1.03 that moves with time (a triangle wave with a 2-day period, shifted per
+    asset) plus a sub-minute wiggle, so snapshots a few minutes apart differ. 16 decimals."""
+    base = Decimal(asset.get("priceUsd") or "1")
+    shift = sum(map(ord, asset["id"])) * 37
+    minutes = int(t_ms) // 60_000 + shift
+    triangle = Decimal(abs(minutes % 2880 - 1440)) / Decimal(1440)  # 0 .. 1
+    wiggle = Decimal(int(t_ms) % 60_000) / Decimal(60_000_000_000)  # < 0.000001
+    with localcontext(prec=60):
+        factor = Decimal("0.97") + Decimal("0.06") * triangle + wiggle
+        return f"{(base * factor).quantize(Q16):f}"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that die mid-request (a killed cycle) are normal here, not a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeCoinCap:
@@ -170,8 +260,11 @@ class FakeCoinCap:
         api_key: str = "test-coincap-key",
         assets: list[dict] | None = None,
         timestamp_ms: int | None = None,
+        prices_follow_clock: bool = False,
     ):
         self.api_key = api_key
+        self.prices_follow_clock = prices_follow_clock
+        self.history_max_range_ms = DAY_MS
         self._lock = threading.Lock()
         self._assets: dict[str, dict] = {}
         self._timestamp_ms = 0
@@ -182,8 +275,15 @@ class FakeCoinCap:
         self._queue: list[Scripted] = []
         self._always: Scripted | None = None
         self.extra_fields: dict[str, Any] = {}
+        # per asset id, fields replaced in /assets answers only (history keeps the snapshot's)
+        self.snapshot_overrides: dict[str, dict[str, Any]] = {}
         self.delay: float = 0.0
         self.requests: list[RecordedRequest] = []
+        self._history_failures: dict[int, Scripted] = {}
+        self._history_always: dict[str | None, Scripted] = {}
+        self._hold_after: int | None = None
+        self._gate = threading.Event()
+        self._gate.set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -200,10 +300,91 @@ class FakeCoinCap:
     def timestamp_ms(self) -> int:
         return self._timestamp_ms
 
+    # CoinCap's clock: the answers' `timestamp` and the upper limit of history answers
+    @property
+    def now_ms(self) -> int:
+        return self._timestamp_ms
+
+    @now_ms.setter
+    def now_ms(self, value: int) -> None:
+        with self._lock:
+            self._timestamp_ms = int(value)
+
+    def advance(self, ms: int) -> int:
+        """Move CoinCap's clock forward by `ms`; returns the new time."""
+        with self._lock:
+            self._timestamp_ms += int(ms)
+            return self._timestamp_ms
+
+    def price_usd(self, asset_id: str, t_ms: int) -> str:
+        """The priceUsd this fake serves for `asset_id` at CoinCap time `t_ms` (history points
+        always; /assets too when prices_follow_clock)."""
+        with self._lock:
+            asset = self._assets[asset_id]
+        return price_usd(asset, t_ms)
+
+    def fail_history(self, nth: int, response: Scripted) -> None:
+        """Answer the `nth` history request (1-based, counted since reset_requests()) with
+        `response`, once; other paths and other history requests are answered normally."""
+        with self._lock:
+            self._history_failures[int(nth)] = response
+
+    def fail_history_always(self, response: Scripted | None, asset_id: str | None = None) -> None:
+        """Answer every history request (of `asset_id` only, when given) with `response`, until
+        called again with None (for that asset) or reset(). Other paths are answered normally."""
+        with self._lock:
+            if response is None:
+                self._history_always.pop(asset_id, None)
+            else:
+                self._history_always[asset_id] = response
+
+    def hold_history(self, after: int) -> None:
+        """History requests after the first `after` ones (counted since reset_requests()) hang
+        until release() (for killing a cycle in the middle of a backfill)."""
+        with self._lock:
+            self._hold_after = int(after)
+            self._gate.clear()
+
+    def release(self) -> None:
+        """Let held history requests go on (they are then answered normally) and hold no more."""
+        with self._lock:
+            self._hold_after = None
+            self._gate.set()
+
+    def history_requests(self, asset_id: str | None = None) -> list[HistoryRequest]:
+        """Every /assets/{id}/history request seen (since reset_requests()), in order."""
+        with self._lock:
+            recorded = list(self.requests)
+        out = []
+        for r in recorded:
+            asset = r.history_asset
+            if asset is None or (asset_id is not None and asset != asset_id):
+                continue
+            out.append(
+                HistoryRequest(
+                    asset,
+                    r.query.get("interval"),
+                    _int_or_none(r.query.get("start")),
+                    _int_or_none(r.query.get("end")),
+                    r.status,
+                    r.at,
+                )
+            )
+        return out
+
+    def wait_for_history_requests(self, n: int, timeout: float = 60.0) -> bool:
+        """Wait until at least `n` history requests arrived; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.history_requests()) >= n:
+                return True
+            time.sleep(0.02)
+        return False
+
     def snapshot(self) -> list[dict]:
         """The assets as they are served now (with extra_fields), deep-copied."""
         with self._lock:
-            return [self._decorate(a) for a in self._assets.values()]
+            return [self._decorate(a, self._timestamp_ms) for a in self._assets.values()]
 
     def queue(self, *responses: Scripted) -> None:
         with self._lock:
@@ -220,9 +401,14 @@ class FakeCoinCap:
             self._queue.clear()
             self._always = None
             self.extra_fields = {}
+            self.snapshot_overrides = {}
             self.delay = 0.0
+            self._history_failures.clear()
+            self._history_always.clear()
+        self.release()
 
     def reset_requests(self) -> None:
+        """Forget the requests seen; history requests are counted from here again."""
         with self._lock:
             self.requests.clear()
 
@@ -249,7 +435,7 @@ class FakeCoinCap:
             def log_message(self, format, *args):  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="fake-coincap", daemon=True
@@ -258,6 +444,7 @@ class FakeCoinCap:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -270,33 +457,54 @@ class FakeCoinCap:
         self.stop()
 
     # ------------------------------------------------------------------ answering
-    def _decorate(self, asset: dict) -> dict:
+    def _decorate(self, asset: dict, at_ms: int | None = None) -> dict:
         out = copy.deepcopy(asset)
+        if self.prices_follow_clock and at_ms is not None and asset.get("priceUsd"):
+            out["priceUsd"] = price_usd(asset, at_ms)
+            if asset.get("supply"):
+                with localcontext(prec=60):
+                    cap = Decimal(out["priceUsd"]) * Decimal(asset["supply"])
+                    out["marketCapUsd"] = f"{cap.quantize(Q16):f}"
         out.update(copy.deepcopy(self.extra_fields))
+        out.update(copy.deepcopy(self.snapshot_overrides.get(asset["id"], {})))
         return out
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        record = RecordedRequest(handler.command, parts.path, query, headers, time.monotonic())
+        hold = False
         with self._lock:
-            self.requests.append(
-                RecordedRequest(handler.command, parts.path, query, headers, time.monotonic())
-            )
+            self.requests.append(record)
             scripted = self._queue.pop(0) if self._queue else self._always
+            if record.history_asset is not None:
+                nth = sum(1 for r in self.requests if r.history_asset is not None)
+                if scripted is None:
+                    scripted = self._history_failures.pop(nth, None)
+                if scripted is None:
+                    scripted = self._history_always.get(
+                        record.history_asset, self._history_always.get(None)
+                    )
+                hold = self._hold_after is not None and nth > self._hold_after
             delay = self.delay
+        if hold:
+            self._gate.wait()
         if delay:
             time.sleep(delay)
         if scripted is not None:
             if scripted.delay:
                 time.sleep(scripted.delay)
+            record.status = scripted.status
             self._send(handler, scripted.status, *scripted.encoded(), scripted.headers)
             return
         auth = headers.get("authorization", "")
         if auth != f"Bearer {self.api_key}" and query.get("apiKey") != self.api_key:
+            record.status = 401
             self._json(handler, 401, {"error": "Unauthorized. Please provide a valid API key."})
             return
         status, body = self._route(parts.path.rstrip("/"), query)
+        record.status = status
         self._json(handler, status, body)
 
     def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -306,7 +514,8 @@ class FakeCoinCap:
             segments = segments[1:]
         with self._lock:
             ts = self._timestamp_ms
-            assets = {k: self._decorate(v) for k, v in self._assets.items()}
+            assets = {k: self._decorate(v, ts) for k, v in self._assets.items()}
+            originals = {k: copy.deepcopy(v) for k, v in self._assets.items()}
         if segments == ["assets"]:
             if "ids" in query:
                 wanted = [i.strip() for i in query["ids"].split(",") if i.strip()]
@@ -327,13 +536,13 @@ class FakeCoinCap:
             asset = assets.get(segments[1])
             if asset is None:
                 return 404, {"error": f"{segments[1]} not found"}
-            return self._history(asset, query, ts)
+            return self._history(originals[segments[1]], query, ts)
         return 404, {"error": f"Not found: /{'/'.join(segments)}"}
 
     def _history(self, asset: dict, query: dict[str, str], ts: int) -> tuple[int, Any]:
         interval = query.get("interval")
         if interval not in INTERVALS_MS:
-            return 400, {"error": "missing or invalid interval"}
+            return 400, {"error": f"invalid interval {interval!r}: use one of {list(INTERVALS_MS)}"}
         step = INTERVALS_MS[interval]
         if ("start" in query) != ("end" in query):
             return 400, {"error": "start and end must be given together"}
@@ -342,17 +551,26 @@ class FakeCoinCap:
                 start, end = int(query["start"]), int(query["end"])
             except ValueError:
                 return 400, {"error": "start and end must be milliseconds"}
+            if start > end:
+                return 400, {"error": "start must not be after end"}
+            if end - start > self.history_max_range_ms:
+                return 400, {
+                    "error": f"range too long: at most {self.history_max_range_ms} ms "
+                    f"per request for interval {interval}"
+                }
         else:
-            end, start = ts, ts - 86_400_000
-        points = []
-        first = -(-start // step) * step  # first multiple of step at or after start
-        base = Decimal(asset["priceUsd"] or "1")
-        for t in range(first, min(end, ts) + 1, step):
-            # a deterministic wiggle of at most +-1% around the current price
-            factor = Decimal(1) + Decimal((t // step) % 21 - 10) / Decimal(1000)
-            price = (base * factor).quantize(Decimal("0.0000000000000001"))
-            date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t / 1000)) + ".000Z"
-            points.append({"priceUsd": f"{price:f}", "time": t, "date": date})
+            end, start = ts, ts - min(DAY_MS, self.history_max_range_ms)
+        first = -(-start // step) * step  # first point of the grid at or after start
+        supply = asset.get("supply")
+        points = [
+            {
+                "priceUsd": price_usd(asset, t),
+                "time": t,
+                "date": utc_iso_ms(t),
+                "circulatingSupply": supply,
+            }
+            for t in range(first, min(end, ts) + 1, step)
+        ]
         return 200, {"data": points, "timestamp": ts}
 
     @staticmethod

@@ -265,3 +265,20 @@ def test_dashboard_questions_run_as_the_reader(stack):
                 assert cur.fetchall(), card.name
     finally:
         conn.close()
+
+
+def test_reader_reads_the_run_log_and_rejections_but_not_ops(stack):
+    """marts.pipeline_runs and marts.fct_rejected_asset_prices are views the pipeline creates in
+    marts: the default privileges let the reader select them; the run log's table in `ops` stays
+    closed to it."""
+    assert stack.admin("select count(*) from ops.pipeline_runs", stack.db)[0][0] == 1
+    conn = stack.connect("reader")
+    try:
+        for view in ("pipeline_runs", "fct_rejected_asset_prices"):
+            with conn.cursor() as cur:
+                cur.execute(f"select count(*) from marts.{view}")
+                cur.fetchone()
+        with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("select * from ops.pipeline_runs limit 1")
+    finally:
+        conn.close()

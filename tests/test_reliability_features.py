@@ -1,0 +1,274 @@
+"""Values that are not numbers, the run log and the alerts, end to end on DuckDB and PostgreSQL.
+
+Every cycle is the real `scripts/run_pipeline.sh` (ingest, `dbt build`, `dbt source freshness`,
+the run log) against a real warehouse; CoinCap (tests/fake_coincap.py) and the Slack-compatible
+webhook (`WebhookReceiver` below) are local HTTP fakes. One scenario per engine, five cycles:
+
+1. CoinCap's clock two hours behind (stale) and a webhook that answers 500: the cycle exits 0 and
+   only warns that the alert was not delivered;
+2. still stale, five assets with values that are not numbers, the webhook back: the others load,
+   those five are held back with a reason, the build passes; the `stale` alert goes out now;
+3. a body that is not JSON: exit 1, one `failed` alert;
+4. a refused key: exit 1, no second alert;
+5. CoinCap's clock back to now: every asset loads, one `recovered` alert.
+
+Then marts.pipeline_runs holds the five cycles with their status, freshness, rows and requests,
+and no alert, run log row or log line carries the API key, a password or the webhook's secret.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
+from helpers import REPO, CycleResult, Warehouse, base_env, run_cycle
+
+sys.path.insert(0, str(REPO))
+from ingest.alerts import notify, redact  # noqa: E402
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOOK_SECRET = "hook-secret-4c1d9e"  # the secret part of a Slack webhook URL
+WRONG_KEY = "wrong-key-0b7e2f"
+
+# asset -> (CoinCap field, value sent, mart column, reason) of the values that are not numbers
+BAD_VALUES = {
+    "bitcoin": ("priceUsd", "NaN", "price_usd", "price_usd: not a decimal number"),
+    "ethereum": ("priceUsd", "", "price_usd", "price_usd: missing"),
+    "solana": ("priceUsd", "abc", "price_usd", "price_usd: not a decimal number"),
+    "cosmos": ("priceUsd", "1e400", "price_usd", "price_usd: not a decimal number"),
+    "cardano": ("supply", "Infinity", "supply", "supply: not a decimal number"),
+}
+
+
+def observed_at(ts_ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ts_ms)
+
+
+# --------------------------------------------------------------------------- the webhook
+class WebhookReceiver:
+    """A local Slack-compatible incoming webhook: records every POST, answers `status`."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.posts.append(
+                    {
+                        "path": self.path,
+                        "content_type": self.headers.get("Content-Type"),
+                        "body": body.decode(),
+                        "status": receiver.status,
+                    }
+                )
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format, *args):  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/services/T0TEST/B0TEST/{HOOK_SECRET}"
+
+    def delivered(self) -> list[str]:
+        """The texts of the messages that were accepted (answered 200)."""
+        return [json.loads(p["body"])["text"] for p in self.posts if p["status"] == 200]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+# --------------------------------------------------------------------------- one installation
+@dataclass
+class Install:
+    warehouse: Warehouse
+    fake: FakeCoinCap
+    webhook: WebhookReceiver
+    tmp: Path
+    results: list[CycleResult] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)
+
+    def cycle(self, **overrides: str) -> CycleResult:
+        self.fake.reset_requests()
+        env = {
+            **base_env(self.tmp),
+            **self.warehouse.env,
+            "COINCAP_API_KEY": self.fake.api_key,
+            "COINCAP_BASE_URL": self.fake.base_url,
+            "COINCAP_ASSET_IDS": ",".join(ALL_DEFAULT_IDS),
+            "ALERT_WEBHOOK_URL": self.webhook.url,
+            **overrides,
+        }
+        result = run_cycle(env)
+        self.results.append(result)
+        self.requests.append(len(self.fake.requests))
+        return result
+
+    def secrets(self) -> list[str]:
+        found = [self.fake.api_key, WRONG_KEY, HOOK_SECRET]
+        password = self.warehouse.env.get("POSTGRES_PASSWORD")
+        if password and len(password) >= 4:
+            found.append(password)
+        return found
+
+
+def fct_keys(wh: Warehouse, ts_ms: int) -> set[str]:
+    rows = wh.query(
+        "select asset_id from marts.fct_asset_prices where observed_at = ?", (observed_at(ts_ms),)
+    )
+    return {r[0] for r in rows}
+
+
+def test_bad_values_run_log_and_alerts(warehouse: Warehouse, webhook: WebhookReceiver, tmp_path):
+    with FakeCoinCap(api_key="test-coincap-key-7f3a9c") as fake:
+        run = Install(warehouse, fake, webhook, tmp_path)
+        wh = warehouse
+
+        # 1. CoinCap's clock two hours behind (stale), 20 s into a 5-minute slot; the webhook
+        #    failing: the cycle goes on
+        t1 = (now_ms() - 2 * 3_600_000) // 300_000 * 300_000 + 20_000
+        fake.set_snapshot(DEFAULT_ASSETS, t1)
+        webhook.status = 500
+        first = run.cycle()
+        assert first.returncode == 0, first.describe()
+        assert first.lines_with("warning:", "alert could not be delivered"), first.describe()
+        assert webhook.posts and not webhook.delivered()
+        history_after_first = wh.count("raw.asset_history")
+
+        # 2. a minute later (the same 5-minute slot: see the report on rejected snapshots and
+        #    the continuous series), five assets send values that are not numbers; still stale,
+        #    the webhook is back
+        t2 = fake.advance(60_000)
+        fake.snapshot_overrides = {a: {f: v} for a, (f, v, _, _) in BAD_VALUES.items()}
+        fake.snapshot_overrides["dogecoin"] = {"maxSupply": ""}  # nullable: "" is no value
+        webhook.status = 200
+        second = run.cycle()
+        assert second.returncode == 0, second.describe()
+        good = set(ALL_DEFAULT_IDS) - set(BAD_VALUES)
+        assert fct_keys(wh, t2) == good
+        rejected = {
+            r[0]: r[1:]
+            for r in wh.query(
+                "select asset_id, rejected_fields, rejected_values, rejection_reason, observed_at, "
+                "load_id from marts.fct_rejected_asset_prices"
+            )
+        }
+        assert set(rejected) == set(BAD_VALUES)
+        for asset_id, (_, sent, column, reason) in BAD_VALUES.items():
+            fields, values, why, at, load_id = rejected[asset_id]
+            assert (fields, values, why) == (column, f'{column}="{sent}"', reason), asset_id
+            assert at == observed_at(t2) and load_id == wh.load_ids()[-1]
+        doge = wh.query(
+            "select max_supply from marts.fct_asset_prices where asset_id = 'dogecoin' "
+            "and observed_at = ?",
+            (observed_at(t2),),
+        )
+        assert doge == [(None,)]
+        assert len(webhook.delivered()) == 1 and "stale" in webhook.delivered()[0]
+        fake.snapshot_overrides = {}
+
+        # 3. a body that is not JSON, then 4. a refused key: one alert, not two
+        fake.queue(Scripted(200, "<html><body>Bad gateway</body></html>"))
+        third = run.cycle()
+        assert third.returncode == 1, third.describe()
+        fourth = run.cycle(COINCAP_API_KEY=WRONG_KEY)
+        assert fourth.returncode == 1, fourth.describe()
+        assert len(webhook.delivered()) == 2, webhook.delivered()
+        assert "failed" in webhook.delivered()[1]
+        assert "unexpected response" in webhook.delivered()[1]
+
+        # 5. CoinCap's clock back to now (the 2-hour gap is filled from history): recovered
+        t5 = fake.advance(now_ms() - 60_000 - fake.now_ms)
+        fifth = run.cycle()
+        assert fifth.returncode == 0, fifth.describe()
+        assert fct_keys(wh, t5) == set(ALL_DEFAULT_IDS), "a later cycle is affected"
+        assert set(wh.query("select asset_id from marts.fct_rejected_asset_prices")) == {
+            (a,) for a in BAD_VALUES
+        }
+        assert len(webhook.delivered()) == 3, webhook.delivered()
+        assert "recovered" in webhook.delivered()[2]
+
+        # every alert: {"text": ...} as JSON, no secret anywhere
+        for post in webhook.posts:
+            assert post["content_type"] == "application/json"
+            assert list(json.loads(post["body"])) == ["text"]
+        for secret in run.secrets():
+            for post in webhook.posts:
+                assert secret not in post["body"], f"a secret in an alert: {post['body']}"
+            for result in run.results:
+                assert secret not in result.output, f"a secret in the log:\n{result.describe()}"
+
+        # the run log, as analysts read it
+        runs = wh.query(
+            "select status, failed_step, source_freshness, rows_loaded, coincap_requests, "
+            "pending_packages_loaded, load_ids, error, warehouse, started_at, finished_at "
+            "from marts.pipeline_runs order by started_at"
+        )
+        assert [r[0] for r in runs] == ["succeeded", "succeeded", "failed", "failed", "succeeded"]
+        assert [r[1] for r in runs] == [None, None, "ingest", "ingest", None]
+        assert [r[2] for r in runs] == ["error", "error", "not checked", "not checked", "pass"]
+        assert [r[4] for r in runs] == run.requests
+        history_gap = wh.count("raw.asset_history") - history_after_first
+        n = len(ALL_DEFAULT_IDS)
+        assert [r[3] for r in runs] == [n + history_after_first, n, 0, 0, n + history_gap]
+        assert history_gap > 0
+        assert [r[5] for r in runs] == [0] * 5
+        raw_loads = wh.load_ids()
+        assert len(raw_loads) == 3, "the run log must not write into raw"
+        assert [r[6] for r in runs if r[6]] == raw_loads
+        assert runs[0][7] is None and runs[1][7] is None and runs[4][7] is None
+        assert "unexpected response" in runs[2][7]
+        assert "API key" in runs[3][7] and "401" in runs[3][7]
+        assert {r[8] for r in runs} == {wh.engine}
+        assert all(r[9] < r[10] for r in runs)
+        assert runs[0][9].tzinfo is not None
+        for secret in run.secrets():
+            assert secret not in repr(runs)
+
+
+# --------------------------------------------------------------------------- fast unit tests
+def test_redact_removes_secrets_and_credentials(monkeypatch):
+    monkeypatch.setenv("COINCAP_API_KEY", "k-12345678")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "pw-secret")
+    text = redact(
+        "at https://user:pa55@rest.example/v3?apiKey=k-12345678&x=1 with Bearer abc.def "
+        "password pw-secret\nsecond line"
+    )
+    for secret in ("pa55", "k-12345678", "abc.def", "pw-secret"):
+        assert secret not in text
+    assert "\n" not in text and "https://***@rest.example" in text
+
+
+def test_alert_once_per_state_change(tmp_path, webhook, monkeypatch):
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
+    for state in ["ok", "failed", "failed", "stale", "stale", "ok", "ok"]:
+        notify(tmp_path, state, "because", "duckdb")
+    texts = webhook.delivered()
+    assert len(texts) == 3, texts
+    assert "failed" in texts[0] and "stale" in texts[1] and "recovered" in texts[2]
+    assert "was stale" in texts[2]
