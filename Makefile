@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test lint check-key
+.PHONY: help install run test drills lint check-key
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,8 +29,11 @@ check-key:
 run: check-key install ## one cycle (ingest + dbt build) into the warehouse, DuckDB by default
 	scripts/run_pipeline.sh
 
-test: install ## the whole test suite (starts its own PostgreSQL unless POSTGRES_HOST is set)
-	$(PY) -m pytest
+test: install ## the test suite (starts its own PostgreSQL unless POSTGRES_HOST is set)
+	$(PY) -m pytest -m "not drill"
+
+drills: install ## the failure drills (about 12 minutes); they rewrite RELIABILITY.md
+	$(PY) -m pytest -m drill tests/drills
 
 lint: install ## ruff and shellcheck
 	$(VENV)/bin/ruff check ingest scripts tests
