@@ -374,7 +374,12 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
                 f"no cycle within 200 s\n--- stdout ---\n{out_path.read_text()}\n"
                 f"--- stderr ---\n{err_path.read_text()}"
             )
-            time.sleep(2)
+            # after the heartbeat the cycle still checks freshness and writes its run-log row
+            until = time.monotonic() + 90
+            while "cycle finished" not in err_path.read_text() and time.monotonic() < until:
+                assert proc.poll() is None, err_path.read_text()
+                time.sleep(1)
+            time.sleep(1)
             # the job's log reached the entrypoint's own stdout/stderr (the container's)
             stdout, stderr = out_path.read_text(), err_path.read_text()
             assert "cycle finished" in stderr, stderr
