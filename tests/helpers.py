@@ -213,3 +213,22 @@ def run_cycle(env: dict[str, str], timeout: float = 300) -> CycleResult:
         timeout=timeout,
     )
     return CycleResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started, env)
+
+
+def daily_columns(wh: Warehouse) -> dict[str, str]:
+    """The daily mart's columns for day, open, high, low, close and count (names by meaning)."""
+    cols = wh.columns("marts", "fct_asset_prices_daily")
+
+    def one(pattern: str, what: str) -> str:
+        found = [c for c in cols if re.search(pattern, c)]
+        assert len(found) == 1, f"no single {what} column in fct_asset_prices_daily: {list(cols)}"
+        return found[0]
+
+    return {
+        "day": one(r"(^|_)(day|date|observed_on)($|_)", "day"),
+        "open": one(r"open", "open"),
+        "high": one(r"high", "high"),
+        "low": one(r"low", "low"),
+        "close": one(r"close", "close"),
+        "count": one(r"(observation|count)", "observation count"),
+    }

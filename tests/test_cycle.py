@@ -31,6 +31,7 @@ from helpers import (
     CycleResult,
     Warehouse,
     base_env,
+    daily_columns,
     make_warehouse,
     run_cycle,
 )
@@ -283,28 +284,9 @@ def test_dim_assets_one_row_per_asset_with_latest_attributes(three_cycles):
         assert dict((r[0], r[shared.index("rank") + 1]) for r in rows)["solana"] == 6
 
 
-def _daily_columns(wh: Warehouse) -> dict[str, str]:
-    """The daily mart's columns for day, open, high, low, close and count (names by meaning)."""
-    cols = wh.columns("marts", "fct_asset_prices_daily")
-
-    def one(pattern: str, what: str) -> str:
-        found = [c for c in cols if re.search(pattern, c)]
-        assert len(found) == 1, f"no single {what} column in fct_asset_prices_daily: {list(cols)}"
-        return found[0]
-
-    return {
-        "day": one(r"(^|_)(day|date|observed_on)($|_)", "day"),
-        "open": one(r"open", "open"),
-        "high": one(r"high", "high"),
-        "low": one(r"low", "low"),
-        "close": one(r"close", "close"),
-        "count": one(r"(observation|count)", "observation count"),
-    }
-
-
 def test_daily_ohlc(three_cycles):
     wh = three_cycles["stack"].warehouse
-    c = _daily_columns(wh)
+    c = daily_columns(wh)
     rows = wh.query(
         f"select asset_id, {c['day']}, {c['open']}, {c['high']}, {c['low']}, {c['close']}, "
         f"{c['count']} from marts.fct_asset_prices_daily"

@@ -50,6 +50,7 @@ from helpers import (
     CycleResult,
     Warehouse,
     base_env,
+    daily_columns,
     make_warehouse,
     run_cycle,
 )
@@ -267,7 +268,7 @@ def doubled(wh: Warehouse) -> str | None:
 def read_daily(wh: Warehouse) -> dict[tuple[str, date], tuple] | str:
     """fct_asset_prices_daily: (asset, UTC day) -> (open, high, low, close, count)."""
     try:
-        c = _daily_columns(wh)
+        c = daily_columns(wh)
         rows = wh.query(
             f"select asset_id, {c['day']}, {c['open']}, {c['high']}, {c['low']}, {c['close']}, "
             f"{c['count']} from marts.fct_asset_prices_daily"
@@ -417,24 +418,6 @@ def test_host_clock_skew_neither_invents_nor_hides_a_gap(week):
         assert not beyond, f"cycle {n + 1} asked beyond CoinCap's time {t}: {beyond}"
     points = require(week["series"][2])
     assert {p[-1].price_at for p in points.values()} == {floor_grid(times[2])}
-
-
-def _daily_columns(wh: Warehouse) -> dict[str, str]:
-    cols = wh.columns("marts", "fct_asset_prices_daily")
-
-    def one(pattern: str, what: str) -> str:
-        found = [c for c in cols if re.search(pattern, c)]
-        assert len(found) == 1, f"no single {what} column in fct_asset_prices_daily: {list(cols)}"
-        return found[0]
-
-    return {
-        "day": one(r"(^|_)(day|date|observed_on)($|_)", "day"),
-        "open": one(r"open", "open"),
-        "high": one(r"high", "high"),
-        "low": one(r"low", "low"),
-        "close": one(r"close", "close"),
-        "count": one(r"(observation|count)", "observation count"),
-    }
 
 
 def test_daily_prices_come_from_the_continuous_series(week):
