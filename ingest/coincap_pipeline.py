@@ -6,10 +6,12 @@ otherwise. A failed extract loads nothing, so the warehouse is left as it was.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 # No network for telemetry here or in production containers; must be set before dlt is imported.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -31,19 +33,21 @@ DATASET = "raw"
 def main() -> int:
     _configure_logging()
     summary = IngestSummary()  # rows, requests and error, for the cycle's run log
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         run(settings, summary)
     except (ConfigError, CoinCapError) as exc:
         summary.error = str(exc)
-        logger.error("%s", exc)
-        return 1
     except PipelineStepFailed as exc:
-        summary.error = _explain(exc)
-        logger.error("%s", summary.error)
-        return 1
+        summary.error = _explain(exc, settings)
+    except OSError as exc:  # dlt's own files outside a step (e.g. saving the run's trace)
+        summary.error = _disk_error(exc, settings) or f"{type(exc).__name__}: {exc}"
     finally:
         summary.save()
+    if summary.error:
+        logger.error("%s", summary.error)
+        return 1
     return 0
 
 
@@ -58,6 +62,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         destination=destination(settings),
         dataset_name=DATASET,
     )
+    _finish_interrupted_completions(pipeline)
     if pipeline.has_pending_data:
         # A cycle that failed after extracting (warehouse down, process killed) left its
         # snapshot on disk. Load it first: `run` alone would load it and skip today's snapshot.
@@ -68,7 +73,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         summary.pending_packages_loaded = len(pending.loads_ids)
         summary.load_ids.extend(pending.loads_ids)
 
-    client = CoinCapClient(settings.api_key, settings.base_url)
+    client = CoinCapClient(settings.api_key, settings.base_url, settings.request_timeout_s)
     summary.client = client
     load_info = pipeline.run(coincap(client, settings.asset_ids, settings.backfill_days))
     rows = pipeline.last_trace.last_normalize_info.row_counts
@@ -93,17 +98,67 @@ def destination(settings: Settings) -> Destination:
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.destinations.duckdb(credentials=str(settings.duckdb_path))
     return dlt.destinations.postgres(
-        credentials=dict(settings.postgres, port=int(settings.postgres["port"]))
+        credentials=dict(settings.postgres, port=int(settings.postgres["port"])),
+        # No UNIQUE constraint on `_dlt_id`: a cycle killed after a job committed but before dlt
+        # marked it done re-runs the job, and that constraint would refuse the rows in every
+        # later cycle (RELIABILITY.md). The merges dedup by their keys; marts are keyed by dbt.
+        create_indexes=False,
     )
 
 
-def _explain(exc: PipelineStepFailed) -> str:
+def _finish_interrupted_completions(pipeline: dlt.Pipeline) -> None:
+    """Finishes dlt's last move for packages a killed cycle left half-completed.
+
+    dlt completes a load in three steps: the `_dlt_loads` row in the warehouse, the marker
+    `package_completed.json` in the package, then the move of the package from `load/normalized`
+    to `load/loaded`. Killed between the last two, the package looks pending but dlt refuses
+    to complete it again (LoadPackageAlreadyCompleted), so every later cycle would fail. Its
+    data is already in the warehouse: doing the move dlt did not get to is all that is left.
+    """
+    storage = pipeline._get_load_storage()  # dlt has no public call for this repair
+    for load_id in pipeline.list_normalized_load_packages():
+        if storage.normalized_packages.is_package_completed(load_id):
+            storage.storage.rename_tree(
+                storage.get_normalized_package_path(load_id),
+                storage.get_loaded_package_path(load_id),
+            )
+            logger.warning(
+                "load package %s was loaded by an earlier cycle that was stopped before dlt "
+                "filed it; filed it now",
+                load_id,
+            )
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
+
+
+def _disk_error(exc: BaseException, settings: Settings | None) -> str | None:
+    """A one-line message when dlt could not write its own files, else None."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None or cause.errno not in (*_FULL, *_UNWRITABLE):
+        return None
+    where = settings.pipelines_dir.parent if settings else Path("data/dlt")
+    problem = "is full" if cause.errno in _FULL else "is not writable"
+    fix = "free space there" if problem == "is full" else "make it writable"
+    return (
+        f"dlt's data directory {where} (DLT_DATA_DIR) {problem} ({cause.strerror}); {fix} "
+        "and the next cycle goes on from where this one stopped"
+    )
+
+
+def _explain(exc: PipelineStepFailed, settings: Settings | None = None) -> str:
     """The CoinCap error behind a failed step, else the step and its first line."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, (CoinCapError, ConfigError)):
             return str(cause)
         cause = cause.__cause__ or cause.__context__
+    disk = _disk_error(exc, settings)
+    if disk:
+        return disk
     first_line = str(exc.exception).strip().splitlines()[0] if str(exc.exception) else ""
     return (
         f"the {exc.step} step failed: {type(exc.exception).__name__}: {first_line[:300]}; "

@@ -16,6 +16,7 @@ from ingest.coincap.settings import (
     DEFAULT_ASSET_IDS,
     DEFAULT_BACKFILL_DAYS,
     DEFAULT_BASE_URL,
+    REQUEST_TIMEOUT_S,
 )
 
 WAREHOUSES = ("duckdb", "postgres")
@@ -40,6 +41,7 @@ class Settings:
     postgres: dict[str, str]
     backfill_days: int
     pipelines_dir: Path
+    request_timeout_s: float = REQUEST_TIMEOUT_S
 
     @classmethod
     def from_env(cls, require_api_key: bool = True) -> Settings:
@@ -74,6 +76,17 @@ class Settings:
         if not backfill_days.isdigit():
             raise ConfigError(
                 f"COINCAP_BACKFILL_DAYS is {backfill_days!r}; set it to a whole number of days"
+            )
+
+        timeout = env.get("COINCAP_REQUEST_TIMEOUT_S", "").strip() or str(REQUEST_TIMEOUT_S)
+        try:
+            request_timeout_s = float(timeout)
+        except ValueError:
+            request_timeout_s = 0.0
+        if not 0 < request_timeout_s <= 120:
+            raise ConfigError(
+                f"COINCAP_REQUEST_TIMEOUT_S is {timeout!r}; "
+                "set it to seconds, more than 0 and at most 120"
             )
 
         postgres = {
@@ -114,4 +127,5 @@ class Settings:
                 env.get("DLT_DATA_DIR", "").strip() or DEFAULT_DLT_DATA_DIR
             ).resolve()
             / "pipelines",
+            request_timeout_s=request_timeout_s,
         )

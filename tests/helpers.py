@@ -99,6 +99,24 @@ class Warehouse:
         finally:
             conn.close()
 
+    def execute(self, sql: str, params: tuple | list | None = None) -> None:
+        """One statement that writes (a test's setup of a broken state), committed."""
+        if self.engine == "duckdb":
+            import duckdb
+
+            conn = duckdb.connect(str(self.duckdb_path))
+            try:
+                conn.execute(sql, params or [])
+            finally:
+                conn.close()
+            return
+        conn = self._pg_connect(self.dbname)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params or None)
+        finally:
+            conn.close()
+
     def exists(self) -> bool:
         """Whether anything was ever written (a DuckDB file exists / the database has tables)."""
         if self.engine == "duckdb":

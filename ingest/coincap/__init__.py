@@ -129,15 +129,18 @@ def asset_history(
     clock with no point between that mark and now: two missed cycles, or one cycle skipped while
     the clock crossed two slot boundaries. No gap: no request. A history
     request that fails after its retries leaves the asset's mark where it was, so the next
-    cycle asks for the same hole again; the snapshot still loads. State is saved with the load,
-    so a cycle killed mid-backfill leaves the mark unmoved and the next cycle fetches it again;
-    the merge on (asset_id, time) keeps re-fetched points from doubling.
+    cycle asks for the same hole again; the snapshot still loads. It also ends this cycle's
+    history requests, so a failing CoinCap costs one retry budget per cycle, not one per asset.
+    State is saved with the load, so a cycle killed mid-backfill leaves the mark unmoved and the
+    next cycle fetches it again; the merge on (asset_id, time) keeps re-fetched points from
+    doubling.
     """
     # create raw.asset_history even when a run loads no point, so dbt always finds the table
     yield dlt.mark.materialize_table_schema()
     complete_until: dict[str, int] = dlt.current.resource_state().setdefault("complete_until", {})
     requests_before = client.requests_made
     reasons: dict[str, list[str]] = {}
+    failed: str | None = None  # the asset whose history request failed after its retries
     for asset in snapshot:
         asset_id, now = asset["id"], asset[TIMESTAMP_FIELD]
         mark = complete_until.get(asset_id)
@@ -152,6 +155,11 @@ def asset_history(
             # else dbt holds this snapshot back (marts.fct_rejected_asset_prices): its slot stays
             # empty, so the mark stays put and the next cycle fetches the slot from history
             continue
+        if failed:
+            # CoinCap is failing: asking for this asset's history too would cost another whole
+            # retry budget (up to 90 s) and could run into the next cycle. The mark stays put.
+            reasons.setdefault(f"not asked after {failed} failed", []).append(asset_id)
+            continue
         try:
             for window_start, window_end in _windows(after, now):
                 body = client.get(
@@ -163,7 +171,13 @@ def asset_history(
                     for point in parse_history(body, asset_id)
                 ]
         except CoinCapUnavailableError as exc:
-            logger.warning("history for %s not fetched, the next cycle retries: %s", asset_id, exc)
+            logger.warning(
+                "history for %s not fetched this cycle, nor for the assets after it that have a "
+                "gap; the next cycle retries: %s",
+                asset_id,
+                exc,
+            )
+            failed = asset_id
             continue
         complete_until[asset_id] = now
         reasons.setdefault(reason, []).append(asset_id)

@@ -39,11 +39,11 @@ class CoinCapClient:
     honours `Retry-After`; this class only maps what is left after the retries to clear errors.
     """
 
-    def __init__(self, api_key: str, base_url: str) -> None:
+    def __init__(self, api_key: str, base_url: str, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.base_url = base_url.rstrip("/")
         self.requests_made = 0
         self._client = Client(
-            request_timeout=REQUEST_TIMEOUT_S,
+            request_timeout=timeout_s,
             raise_for_status=False,
             request_max_attempts=MAX_ATTEMPTS,
             request_backoff_factor=BACKOFF_FACTOR,

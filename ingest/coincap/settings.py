@@ -10,6 +10,7 @@ API_KEY_HELP = "get a key at https://pro.coincap.io/dashboard and set COINCAP_AP
 # exponential backoff (1, 2, 4, 8 s) or the server's Retry-After, capped at MAX_RETRY_DELAY_S.
 # Worst case for one request: 5 x 15 s timeouts + 4 x 15 s waits = 135 s, well inside the
 # 5-minute cron cadence, so a dead API can never make cycles pile up behind the lock.
+# COINCAP_REQUEST_TIMEOUT_S overrides the timeout (bound: 5 x timeout + 60 s).
 REQUEST_TIMEOUT_S = 15.0
 MAX_ATTEMPTS = 5
 BACKOFF_FACTOR = 1.0

@@ -92,6 +92,11 @@ def drill_row(request: pytest.FixtureRequest) -> Iterator[contextlib.AbstractCon
     yield record
 
 
+def _number(drill: str) -> str:
+    """A drill's number ("4b."): a row replaces its drill's older row even when renamed."""
+    return drill.split(" ", 1)[0]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not ROWS:
         return
@@ -103,12 +108,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in table.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
             if len(cells) == len(COLUMNS) and cells[0] not in ("drill", "---"):
-                rows[(cells[0], cells[1])] = cells
+                rows[(_number(cells[0]), cells[1])] = cells
     else:
         head = text or "# Reliability\n\n"
         tail = "\n"
     for row in ROWS:
-        rows[(row.drill, row.engine)] = row.cells()
+        rows[(_number(row.drill), row.engine)] = row.cells()
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
@@ -164,11 +169,4 @@ def installation(request: pytest.FixtureRequest) -> Iterator[Installation]:
     """One installation per engine, shared by the drills in order (as one long-lived host meets
     one fault after another). Its dlt data directory is a 32 MB tmpfs when mounting is allowed."""
     with _new_installation(request, request.param, "shared") as inst:
-        yield inst
-
-
-@pytest.fixture(params=ENGINES)
-def fresh_installation(request: pytest.FixtureRequest) -> Iterator[Installation]:
-    """An installation of its own, for a drill that may leave it unusable."""
-    with _new_installation(request, request.param, "fresh") as inst:
         yield inst
