@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One CoinCap ELT cycle: ingest (dlt, `python -m ingest`), then `dbt build`, then
-# `dbt source freshness`; at the end, failed or not, the cycle's row in the run log
+# `dbt source freshness` (both in scripts/dbt_steps.py); at the end, failed or not, the cycle's row in the run log
 # (ops.pipeline_runs, the view marts.pipeline_runs) and, when the pipeline's state changed, an
 # alert to ALERT_WEBHOOK_URL (`python -m ingest.runlog`). Cron runs exactly this.
 #
@@ -12,7 +12,7 @@
 # root (or the file COINCAP_ENV_FILE names) fills in what the environment does not set.
 # Besides the public variables it reads:
 #   PYTHON           the interpreter with the project installed (default: .venv/bin/python,
-#                    else python3 on PATH); dbt is taken from the same bin directory
+#                    else python3 on PATH); it runs dbt too (scripts/dbt_steps.py)
 #   COINCAP_RUN_DIR  where the lock, the heartbeat `last_success`, the ingest's summary for the
 #                    run log and the last alert state live (default: data/)
 #   DBT_DOCS_DIR     when set, the static docs site is regenerated there after each good build
@@ -36,7 +36,6 @@ if [[ -z "$PYTHON" ]] || ! "$PYTHON" -c 'import ingest, dbt' 2>/dev/null; then
   log "error: no Python with the project installed (${PYTHON:-none found}); run 'make install' or set PYTHON"
   exit 1
 fi
-DBT="$(dirname "$PYTHON")/dbt"
 
 # dbt reads settings only from the environment; give it the same .env the ingest step reads.
 export COINCAP_ENV_FILE="${COINCAP_ENV_FILE:-$ROOT/.env}"
@@ -79,7 +78,14 @@ if ! "$PYTHON" -m ingest; then
   exit 1
 fi
 
-if ! "${WITH_ENV[@]}" "$DBT" build "${DBT_ARGS[@]}" 2>&1 | stamp; then
+# `dbt build`, then `dbt source freshness` (is CoinCap's newest observation recent? see
+# _coincap__sources.yml), then the docs site when DBT_DOCS_DIR is set: one dbt process
+# (scripts/dbt_steps.py), so dbt starts and parses the project once. Exit 1: the build failed;
+# 3: built, but the data is stale, which does not fail the cycle but is a state of its own in the
+# run log and the alerts.
+dbt_status=0
+"${WITH_ENV[@]}" "$PYTHON" "$ROOT/scripts/dbt_steps.py" "${DBT_ARGS[@]}" 2>&1 | stamp || dbt_status=$?
+if [[ $dbt_status -ne 0 && $dbt_status -ne 3 ]]; then
   log "error: dbt build failed (see the lines above); raw holds the new snapshot, the next cycle builds it"
   record_run failed "dbt build"
   exit 1
@@ -87,24 +93,10 @@ fi
 
 date -u +%Y-%m-%dT%H:%M:%SZ >"$RUN_DIR/last_success"
 
-# Is CoinCap's newest observation recent (_coincap__sources.yml)? Stale data does not fail the
-# cycle (the build succeeded) but is a state of its own in the run log and the alerts.
 freshness=passed
-if ! "${WITH_ENV[@]}" "$DBT" source freshness "${DBT_ARGS[@]}" 2>&1 | stamp; then
+if [[ $dbt_status -eq 3 ]]; then
   freshness=failed
   log "warning: source freshness failed (see the lines above): CoinCap's newest figures are too old"
-fi
-
-if [[ -n "${DBT_DOCS_DIR:-}" ]]; then
-  target="${DBT_TARGET_PATH:-dbt_project/target}"
-  if "${WITH_ENV[@]}" "$DBT" docs generate --static "${DBT_ARGS[@]}" 2>&1 | stamp \
-    && mkdir -p "$DBT_DOCS_DIR" \
-    && cp "$target/static_index.html" "$DBT_DOCS_DIR/.index.html.tmp" \
-    && mv -f "$DBT_DOCS_DIR/.index.html.tmp" "$DBT_DOCS_DIR/index.html"; then
-    log "docs site refreshed in $DBT_DOCS_DIR"
-  else
-    log "warning: the docs site could not be refreshed; it shows the previous build"
-  fi
 fi
 
 record_run succeeded "" "$freshness"
