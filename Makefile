@@ -29,10 +29,14 @@ check-key:
 run: check-key install ## one cycle (ingest + dbt build) into the warehouse, DuckDB by default
 	scripts/run_pipeline.sh
 
-test: install ## the test suite (starts its own PostgreSQL unless POSTGRES_HOST is set)
-	$(PY) -m pytest -m "not drill"
+# Two workers, one test file each at a time: the drills (tests/drills, which rewrite
+# RELIABILITY.md) run beside the rest. Most of a test's time is a cycle's subprocesses.
+TEST_WORKERS ?= 2
 
-drills: install ## the failure drills (about 12 minutes); they rewrite RELIABILITY.md
+test: install ## the whole test suite, failure drills included (starts its own PostgreSQL unless POSTGRES_HOST is set)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+drills: install ## the failure drills alone; they rewrite RELIABILITY.md
 	$(PY) -m pytest -m drill tests/drills
 
 lint: install ## ruff and shellcheck
