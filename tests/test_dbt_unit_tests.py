@@ -1,0 +1,58 @@
+"""dbt's unit tests: the casting, the hold-back of values that are not numbers, the OHLC and the
+incremental logic, each checked against fixed rows.
+
+A cycle leaves them out (`scripts/dbt_steps.py` runs `dbt build --exclude-resource-type
+unit_test`): they check the SQL, not the data, so running them every 5 minutes in production
+would cost time and prove nothing new. They run here, on both engines, against a warehouse a
+real cycle has just built (dbt needs the models' parents to exist to read their column types).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from fake_coincap import FakeCoinCap
+from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle
+
+
+def unit_tests_defined() -> set[str]:
+    """The names of the unit tests the project's YAML files define."""
+    return {
+        test["name"]
+        for path in (REPO / "dbt_project" / "models").rglob("*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests") or []
+    }
+
+
+def test_dbt_unit_tests_pass_and_the_cycle_leaves_them_out(
+    warehouse: Warehouse, fake_coincap: FakeCoinCap, tmp_path: Path
+) -> None:
+    env = {
+        **base_env(tmp_path),
+        **warehouse.env,
+        "COINCAP_API_KEY": API_KEY,
+        "COINCAP_BASE_URL": fake_coincap.base_url,
+    }
+    cycle = run_cycle(env)
+    assert cycle.returncode == 0, cycle.describe()
+    assert not cycle.lines_with("unit_test"), "the cycle ran dbt's unit tests"
+
+    dbt = Path(sys.executable).parent / "dbt"
+    proc = subprocess.run(
+        [str(dbt), "test", "--select", "test_type:unit", "--project-dir", "dbt_project"]
+        + ["--profiles-dir", "profiles", "--no-use-colors"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    passed = set(re.findall(r" PASS \w+::(\w+) ", out))
+    assert passed == unit_tests_defined(), out
+    assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", out), out
