@@ -108,13 +108,15 @@ CARDS: tuple[CardSpec, ...] = (
             "Each asset's share of the summed market cap of the configured assets, "
             "latest observation."
         ),
+        # dim_assets holds each asset's latest figures: one row per asset, where the fact would
+        # have to be searched for every asset's newest row (BENCHMARKS.md, analyst queries)
         sql=(
-            "select distinct on (asset_id)\n"
+            "select\n"
             "    symbol,\n"
-            "    market_cap_usd\n"
-            "from marts.fct_asset_prices\n"
-            "where market_cap_usd is not null\n"
-            "order by asset_id, observed_at desc"
+            "    latest_market_cap_usd as market_cap_usd\n"
+            "from marts.dim_assets\n"
+            "where latest_market_cap_usd is not null\n"
+            "order by asset_id"
         ),
         display="pie",
         visualization_settings={"pie.dimension": "symbol", "pie.metric": "market_cap_usd"},

@@ -55,3 +55,18 @@
         timestamp with time zone '1970-01-01 00:00:00+00'
     )
 {%- endmacro %}
+
+
+{#- A `timestamp with time zone` as milliseconds since the Unix epoch (a bigint): the inverse of
+    epoch_ms_to_timestamptz, to compare with CoinCap's raw millisecond columns. -#}
+{% macro timestamptz_to_epoch_ms(column_name) -%}
+    {{ return(adapter.dispatch('timestamptz_to_epoch_ms', 'coincap_elt')(column_name)) }}
+{%- endmacro %}
+
+{% macro default__timestamptz_to_epoch_ms(column_name) -%}
+    cast(extract(epoch from {{ column_name }}) * 1000 as bigint)
+{%- endmacro %}
+
+{% macro duckdb__timestamptz_to_epoch_ms(column_name) -%}
+    epoch_ms({{ column_name }})
+{%- endmacro %}

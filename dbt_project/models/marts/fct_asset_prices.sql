@@ -3,7 +3,11 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['asset_id', 'observed_at'],
-        on_schema_change='append_new_columns'
+        on_schema_change='append_new_columns',
+        post_hook=[
+            "{{ ensure_index(['load_id']) }}",
+            "{{ ensure_index(['observed_at']) }}",
+        ]
     )
 }}
 
@@ -20,7 +24,7 @@ assets as (
     -- only rows from loads this table has not seen. The watermark is dlt's load id, not
     -- observed_at: a late or pending load can carry observations older than the newest one here,
     -- and a re-delivered observation comes back with a newer load id (delete+insert replaces it).
-    and load_id > (select coalesce(max(load_id), '') from {{ this }})
+    and load_id > {{ load_id_watermark() }}
     {% endif %}
 
 ),

@@ -30,7 +30,7 @@ new_price_points as (
 
     from {{ ref('fct_asset_price_history') }}
 
-    where load_id > (select coalesce(max(load_id), '') from {{ this }})
+    where load_id > {{ load_id_watermark() }}
 
 ),
 

@@ -3,24 +3,92 @@
     column_name (a timestamp) are at most interval_minutes apart. Only the covered range is
     checked, from each partition's first to its last timestamp. One failing row per hole: the
     series and the timestamps either side of the hole.
+
+    recent: true checks only the points of the table's last `data_tests_recent_days` days and, for
+    each series, the hole between its last older point and them (found through the table's key index),
+    so the cost does not grow with history; `--vars '{data_tests_scope: all}'` checks it all
+    (macros/test_scope.sql).
 -#}
-{% test continuous_series(model, column_name, partition_by, interval_minutes=5) %}
+{% test continuous_series(model, column_name, partition_by, interval_minutes=5, recent=false) %}
+
+{%- set scoped = recent and not data_tests_scope_is_all() %}
 
 with
+
+{% if scoped -%}
+recent_points as (
+
+    select
+        {{ partition_by }} as series_id,
+        {{ column_name }} as point_at
+
+    from {{ model }}
+
+    -- the newest days of the table (CoinCap's clock, whatever the warehouse's clock says); the
+    -- newest point is one look-up in the index on the column
+    where {{ column_name }} >= (
+        select max({{ column_name }}) - interval '{{ var('data_tests_recent_days', 1) | int }} days'
+        from {{ model }}
+    )
+
+),
+
+first_recent_points as (
+
+    select
+        series_id,
+        min(point_at) as first_at
+
+    from recent_points
+
+    group by series_id
+
+),
+
+-- each series' last point before the window: a hole that ends in the window starts there
+points as (
+
+    select series_id, point_at from recent_points
+
+    union all
+
+    select
+        first_recent_points.series_id,
+        (
+            select max(older.{{ column_name }})
+            from {{ model }} as older
+            where older.{{ partition_by }} = first_recent_points.series_id
+              and older.{{ column_name }} < first_recent_points.first_at
+        ) as point_at
+
+    from first_recent_points
+
+),
+{%- else -%}
+points as (
+
+    select
+        {{ partition_by }} as series_id,
+        {{ column_name }} as point_at
+
+    from {{ model }}
+
+),
+{%- endif %}
 
 ordered as (
 
     select
-        {{ partition_by }} as series_id,
-        lag({{ column_name }}) over (
-            partition by {{ partition_by }}
-            order by {{ column_name }}
+        series_id,
+        lag(point_at) over (
+            partition by series_id
+            order by point_at
         ) as previous_at,
-        {{ column_name }} as next_at
+        point_at as next_at
 
-    from {{ model }}
+    from points
 
-    where {{ column_name }} is not null
+    where point_at is not null
 
 ),
 

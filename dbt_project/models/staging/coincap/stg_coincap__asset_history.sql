@@ -20,6 +20,10 @@ renamed as (
         {{ epoch_ms_to_timestamptz('time') }} as price_at,
         {{ epoch_ms_to_timestamptz('coincap_timestamp') }} as fetched_at,
 
+        -- the same instant as price_at, as CoinCap sent it (ms): what the mart looks points up
+        -- by, through raw's (asset_id, time) index on PostgreSQL
+        time as price_at_epoch_ms,
+
         -- load metadata
         _dlt_load_id as load_id
 
