@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test drills lint check-key
+.PHONY: help install run test drills bench lint check-key
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test: install ## the whole test suite, failure drills included (starts its own P
 
 drills: install ## the failure drills alone; they rewrite RELIABILITY.md
 	$(PY) -m pytest -m drill tests/drills
+
+bench: install ## the benchmarks (about 50 minutes); they rewrite BENCHMARKS.md's generated block
+	$(PY) scripts/bench.py
 
 lint: install ## ruff and shellcheck
 	$(VENV)/bin/ruff check ingest scripts tests

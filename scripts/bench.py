@@ -1,0 +1,1016 @@
+#!/usr/bin/env python
+"""Benchmarks of the CoinCap ELT stack (GitHub issue 6): one command, writes BENCHMARKS.md.
+
+    .venv/bin/python scripts/bench.py            # the full run (about 30-40 minutes here)
+    .venv/bin/python scripts/bench.py --tiny     # a tiny run (CI, tests/test_bench.py)
+
+Against the fake CoinCap (tests/fake_coincap.py) and a throwaway PostgreSQL (the server that the
+POSTGRES_* variables name, as in the tests, else a cluster started here with
+tests/postgres_cluster.py), and an embedded DuckDB file where it applies, it measures:
+
+1. cycle cost vs history size: a steady-state cycle (ingest + `dbt build`, and the whole
+   `scripts/run_pipeline.sh` as cron runs it) with 1, 30 and 365 days of 5-minute history in the
+   warehouse: median wall time and peak memory (max RSS of the processes), and the ratio to 1 day;
+2. backfill throughput: rows/s loading a year of history into `raw.asset_history` through the
+   project's own pipeline (`python -m ingest` with COINCAP_BACKFILL_DAYS), beside a plain COPY
+   and a batched INSERT (psycopg2 execute_values) of the same rows into an equivalent table;
+3. analyst queries: the starter dashboard's questions (scripts/provision_metabase.py) on the
+   marts, beside the same answers from one unkeyed, unindexed table of all snapshots.
+
+What is measured goes through the project's own code; what is only set-up is done directly: one
+real cycle (which sets dlt's history mark), then the older history and snapshots are inserted
+straight into `raw` with SQL, and one `dbt run` builds the marts from them.
+
+BENCHMARKS.md keeps everything outside its generated block (between the `bench:begin` and
+`bench:end` markers): the notes and the before/after records are written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from fake_coincap import DEFAULT_ASSETS, FakeCoinCap  # noqa: E402
+from postgres_cluster import PostgresCluster  # noqa: E402
+
+from ingest.coincap import _windows  # noqa: E402
+
+API_KEY = "bench-coincap-key"
+FIVE_MIN_MS = 5 * 60 * 1000
+DAY_MS = 24 * 60 * 60 * 1000
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+DBT_ARGS = ["--project-dir", "dbt_project", "--profiles-dir", "profiles", "--no-use-colors"]
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    cycle_assets: tuple[int, ...]  # on PostgreSQL
+    duckdb_assets: tuple[int, ...]
+    days: tuple[int, ...]
+    runs: int  # measured steady-state cycles (ingest + dbt build) per scenario
+    cron_runs: int  # measured whole scripts/run_pipeline.sh cycles per scenario
+    warmup: int
+    backfill_assets: int
+    backfill_days: int
+    backfill_runs: int
+    query_runs: int
+
+
+SIZES = {
+    "full": Size("full", (10, 100), (10,), (1, 30, 365), 5, 5, 1, 10, 365, 3, 20),
+    "tiny": Size("tiny", (2,), (2,), (1, 2), 1, 1, 0, 2, 2, 1, 2),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def log(message: str) -> None:
+    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} bench: {message}", file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bench_assets(n: int) -> list[dict[str, Any]]:
+    """n assets in CoinCap's shape: the fake's eleven, then numbered copies of them."""
+    out = []
+    for i in range(n):
+        base = DEFAULT_ASSETS[i % len(DEFAULT_ASSETS)]
+        if i < len(DEFAULT_ASSETS):
+            out.append(dict(base))
+            continue
+        copy = dict(base)
+        copy["id"] = f"{base['id']}-{i:03d}"
+        copy["symbol"] = f"{base['symbol']}{i:03d}"
+        copy["name"] = f"{base['name']} {i:03d}"
+        copy["rank"] = str(i + 1)
+        out.append(copy)
+    return out
+
+
+class CachedFake(FakeCoinCap):
+    """The fake CoinCap, with history answers kept once computed (warm them before timing), so
+    the backfill measures the pipeline and not the fake's price arithmetic."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._history_cache: dict[tuple, tuple[int, Any]] = {}
+
+    def start(self) -> CachedFake:
+        super().start()
+        # headers and body go out in two writes: without TCP_NODELAY every answer waits ~40 ms
+        # for the client's delayed ACK, a cost of this fake, not of the pipeline
+        assert self._server is not None
+        self._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+        return self
+
+    def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        if not path.endswith("/history"):
+            return super()._route(path, query)
+        key = (path, tuple(sorted(query.items())), self.now_ms)
+        if key not in self._history_cache:
+            self._history_cache[key] = super()._route(path, query)
+        return self._history_cache[key]
+
+    def warm_history(self, asset_ids: list[str], days: int) -> None:
+        now = self.now_ms
+        for asset_id in asset_ids:
+            for start, end in _windows(now - days * DAY_MS, now):
+                query = {"interval": "m5", "start": str(start), "end": str(end)}
+                self._route(f"/assets/{asset_id}/history", query)
+
+
+@dataclass
+class Measured:
+    returncode: int
+    seconds: float
+    peak_mb: float
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> Measured:
+    """Runs cmd from the repo root; wall time and the peak RSS of it and its children (wait4)."""
+    with open(log_path, "ab") as out:
+        out.write(f"\n=== {' '.join(cmd)}\n".encode())
+        out.flush()
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(proc.returncode, seconds, usage.ru_maxrss / 1024)
+
+
+def check(measured: Measured, what: str, log_path: Path) -> Measured:
+    if measured.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        raise SystemExit(f"error: {what} failed (exit {measured.returncode}):\n" + "\n".join(tail))
+    return measured
+
+
+# --------------------------------------------------------------------------- warehouses
+class Warehouse:
+    """A fresh benchmark warehouse: a new PostgreSQL database, or a new DuckDB file."""
+
+    def __init__(self, engine: str, name: str, workdir: Path, pg_admin: dict[str, str] | None):
+        self.engine = engine
+        self.pg_admin = pg_admin
+        if engine == "duckdb":
+            self.path = workdir / f"{name}.duckdb"
+            self.env = {"WAREHOUSE": "duckdb", "DUCKDB_PATH": str(self.path)}
+        else:
+            assert pg_admin is not None
+            self.dbname = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+            self._admin(f'create database "{self.dbname}"')
+            self.env = {"WAREHOUSE": "postgres", **pg_admin, "POSTGRES_DB": self.dbname}
+
+    def _pg(self, dbname: str):
+        import psycopg2
+
+        env = self.pg_admin
+        assert env is not None
+        return psycopg2.connect(
+            host=env["POSTGRES_HOST"],
+            port=int(env["POSTGRES_PORT"]),
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            dbname=dbname,
+        )
+
+    def _admin(self, sql: str) -> None:
+        assert self.pg_admin is not None
+        conn = self._pg(self.pg_admin["POSTGRES_DB"])
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def connect(self):
+        if self.engine == "duckdb":
+            import duckdb
+
+            return duckdb.connect(str(self.path))
+        return self._pg(self.dbname)
+
+    def execute(self, *statements: str, autocommit: bool = False) -> None:
+        conn = self.connect()
+        try:
+            if self.engine == "postgres":
+                conn.autocommit = autocommit
+                with conn.cursor() as cur:
+                    for sql in statements:
+                        cur.execute(sql)
+                if not autocommit:
+                    conn.commit()
+            else:
+                for sql in statements:
+                    conn.execute(sql)
+        finally:
+            conn.close()
+
+    def query(self, sql: str) -> list[tuple]:
+        conn = self.connect()
+        try:
+            if self.engine == "postgres":
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+                    return cur.fetchall()
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        rows = self.query(
+            "select column_name from information_schema.columns "
+            f"where table_schema = '{schema}' and table_name = '{table}' order by ordinal_position"
+        )
+        return [r[0] for r in rows]
+
+    def drop(self) -> None:
+        if self.engine == "postgres":
+            self._admin(f'drop database if exists "{self.dbname}" with (force)')
+        else:
+            self.path.unlink(missing_ok=True)
+
+
+# SQL per engine for the directly inserted history: price at ms `t` for an asset row `r`.
+def _price_sql(engine: str, t: str) -> str:
+    # a triangle wave of +-3 % around the asset's base price with a 2-day period, like the fake's
+    minutes = f"({t} / 60000 + r.shift)" if engine == "postgres" else f"({t} // 60000 + r.shift)"
+    factor = f"(0.97 + 0.06 * abs(({minutes} % 2880) - 1440) / 1440.0)"
+    if engine == "postgres":
+        return f"cast(cast(r.base * {factor} as numeric(38,16)) as text)"
+    return f"cast(cast(r.base * {factor} as decimal(38,16)) as varchar)"
+
+
+def _iso_sql(engine: str, t: str) -> str:
+    if engine == "postgres":
+        return (
+            f"to_char(to_timestamp({t} / 1000.0) at time zone 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\')'
+        )
+    return f"strftime(make_timestamp({t} * 1000), '%Y-%m-%dT%H:%M:%S.%g') || 'Z'"
+
+
+def fill_history(
+    wh: Warehouse, assets: list[dict], days: int, until_ms: int, history_until_ms: int
+) -> int:
+    """Inserts straight into raw what `days` of 5-minute operation leave before `until_ms`:
+    a snapshot 7 s after every slot start in raw.assets and a history point on every slot in
+    raw.asset_history (up to `history_until_ms`, where the real cycle's backfill starts)."""
+    start = (until_ms - days * DAY_MS) // FIVE_MIN_MS * FIVE_MIN_MS + FIVE_MIN_MS
+    snap_end = until_ms // FIVE_MIN_MS * FIVE_MIN_MS - FIVE_MIN_MS  # the real cycle has `until`
+    text = "text" if wh.engine == "postgres" else "varchar"
+    num = "numeric" if wh.engine == "postgres" else "decimal(38,16)"
+    values = ",\n".join(
+        "({id}, {symbol}, {name}, {rank}, cast({base} as {num}), {supply}, {max_supply}, "
+        "{explorer}, {shift})".format(
+            id=_lit(a["id"]),
+            symbol=_lit(a["symbol"]),
+            name=_lit(a["name"]),
+            rank=_lit(a["rank"]),
+            base=_lit(a["priceUsd"]),
+            num=num,
+            supply=_lit(a.get("supply")),
+            max_supply=_lit(a.get("maxSupply")),
+            explorer=_lit(a.get("explorer")),
+            shift=sum(map(ord, a["id"])) * 37,
+        )
+        for a in assets
+    )
+    ref = (
+        f"(values {values}) as r(id, symbol, name, rank, base, supply, max_supply, explorer, shift)"
+    )
+    rand_id = (
+        "substr(md5(random()::text), 1, 14)"
+        if wh.engine == "postgres"
+        else ("substr(md5(cast(random() as varchar)), 1, 14)")
+    )
+    series = "generate_series"
+    big = "bigint"
+    # a load id like dlt's (the load's start, epoch seconds) half a minute after each slot, as
+    # the cycles of those days would have left: the watermarks and test windows see real spreads
+    div = "/" if wh.engine == "postgres" else "//"
+    load_id_sql = f"cast((t.ms + 30000) {div} 1000 as {text}) || '.0000001'"
+    snapshot_cols = set(wh.columns("raw", "assets"))
+    snap = {
+        "id": "r.id",
+        "rank": "r.rank",
+        "symbol": "r.symbol",
+        "name": "r.name",
+        "supply": "r.supply",
+        "max_supply": "r.max_supply",
+        "price_usd": _price_sql(wh.engine, "t.ms"),
+        "market_cap_usd": f"cast(cast(cast({_price_sql(wh.engine, 't.ms')} as double precision)"
+        f" * cast(r.supply as double precision) as decimal(38,4)) as {text})",
+        "volume_usd24_hr": "'1234567.8900000000000000'",
+        "change_percent24_hr": "'-1.2345678901234567'",
+        "vwap24_hr": _price_sql(wh.engine, "t.ms"),
+        "explorer": "r.explorer",
+        "coincap_timestamp": "t.ms + 7000",
+        "_dlt_load_id": load_id_sql,
+        "_dlt_id": rand_id,
+    }
+    snap = {k: v for k, v in snap.items() if k in snapshot_cols}
+    hist = {
+        "asset_id": "r.id",
+        "time": "t.ms",
+        "price_usd": _price_sql(wh.engine, "t.ms"),
+        "date": _iso_sql(wh.engine, "t.ms"),
+        "circulating_supply": "r.supply",
+        "coincap_timestamp": str(until_ms),
+        "_dlt_load_id": load_id_sql,
+        "_dlt_id": rand_id,
+    }
+    statements = [
+        f"insert into raw.assets ({', '.join(snap)}) select {', '.join(snap.values())} "
+        f"from {ref} cross join {series}(cast({start} as {big}), cast({snap_end} as {big}), "
+        f"cast({FIVE_MIN_MS} as {big})) as t(ms)"
+    ]
+    if history_until_ms >= start:
+        statements.append(
+            f"insert into raw.asset_history ({', '.join(hist)}) select {', '.join(hist.values())} "
+            f"from {ref} cross join {series}(cast({start} as {big}), "
+            f"cast({history_until_ms} as {big}), cast({FIVE_MIN_MS} as {big})) as t(ms)"
+        )
+    wh.execute(*statements)
+    return (
+        wh.query("select count(*) from raw.assets")[0][0]
+        + wh.query("select count(*) from raw.asset_history")[0][0]
+    )
+
+
+def _lit(value: Any) -> str:
+    if value is None:
+        return "null"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------- environment
+def base_env(tmp: Path, fake: FakeCoinCap, asset_ids: list[str], wh: Warehouse) -> dict[str, str]:
+    home = tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (tmp / "run").mkdir(exist_ok=True)  # the ingest writes its run-log summary there
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")]),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "DLT_DATA_DIR": str(tmp / "dlt"),
+        "COINCAP_RUN_DIR": str(tmp / "run"),
+        "DBT_TARGET_PATH": str(tmp / "dbt_target"),
+        "DBT_LOG_PATH": str(tmp / "dbt_logs"),
+        "COINCAP_ENV_FILE": str(tmp / "no.env"),
+        "COINCAP_API_KEY": API_KEY,
+        "COINCAP_BASE_URL": fake.base_url,
+        "COINCAP_ASSET_IDS": ",".join(asset_ids),
+        "COINCAP_BACKFILL_DAYS": "1",
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "PYTHON": sys.executable,
+        **wh.env,
+    }
+
+
+PY = sys.executable
+DBT = str(Path(sys.executable).parent / "dbt")
+
+
+# --------------------------------------------------------------------------- 1. cycle cost
+@dataclass
+class CycleResult:
+    engine: str
+    assets: int
+    days: int
+    raw_rows: int
+    setup_seconds: float
+    cycle: list[Measured] = field(default_factory=list)  # ingest + dbt build
+    ingest: list[Measured] = field(default_factory=list)
+    build: list[Measured] = field(default_factory=list)
+    cron: list[Measured] = field(default_factory=list)  # scripts/run_pipeline.sh
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "assets": self.assets,
+            "days": self.days,
+            "raw_rows": self.raw_rows,
+            "setup_seconds": round(self.setup_seconds, 1),
+            "runs": len(self.cycle),
+            "cycle_seconds": median([m.seconds for m in self.cycle]),
+            "cycle_peak_mb": median([m.peak_mb for m in self.cycle]),
+            "ingest_seconds": median([m.seconds for m in self.ingest]),
+            "build_seconds": median([m.seconds for m in self.build]),
+            "cron_runs": len(self.cron),
+            "cron_seconds": median([m.seconds for m in self.cron]),
+            "cron_peak_mb": median([m.peak_mb for m in self.cron]),
+            "all_cycle_seconds": [round(m.seconds, 2) for m in self.cycle],
+            "all_cron_seconds": [round(m.seconds, 2) for m in self.cron],
+        }
+
+
+def cycle_scenario(
+    engine: str,
+    n_assets: int,
+    days: int,
+    size: Size,
+    workdir: Path,
+    pg_admin: dict[str, str] | None,
+    keep: bool,
+) -> tuple[CycleResult, Warehouse]:
+    name = f"{engine}_{n_assets}a_{days}d"
+    tmp = workdir / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log_path = tmp / "bench.log"
+    assets = bench_assets(n_assets)
+    ids = [a["id"] for a in assets]
+    cycles = 1 + size.warmup + size.runs + size.cron_runs
+    # CoinCap's clock: 5 minutes a cycle, the last one at most at the real time now
+    t_setup = (int(time.time() * 1000) // FIVE_MIN_MS - cycles) * FIVE_MIN_MS + 7_000
+    wh = Warehouse(engine, name, workdir, pg_admin)
+    with CachedFake(
+        api_key=API_KEY, assets=assets, timestamp_ms=t_setup, prices_follow_clock=True
+    ) as fake:
+        env = base_env(tmp, fake, ids, wh)
+        log(f"cycle {name}: set-up (one real ingest, {days} d inserted into raw, dbt run)")
+        started = time.perf_counter()
+        check(run_measured([PY, "-m", "ingest"], env, log_path), "set-up ingest", log_path)
+        raw_rows = fill_history(wh, assets, days, t_setup, t_setup - DAY_MS)
+        check(run_measured([DBT, "run", *DBT_ARGS], env, log_path), "set-up dbt run", log_path)
+        if engine == "postgres":
+            wh.execute("vacuum analyze", autocommit=True)
+        setup_seconds = time.perf_counter() - started
+        log(f"cycle {name}: {raw_rows} raw rows, set up in {setup_seconds:.0f} s")
+        result = CycleResult(engine, n_assets, days, raw_rows, setup_seconds)
+
+        for i in range(size.warmup + size.runs):
+            fake.advance(FIVE_MIN_MS)
+            ingest = check(run_measured([PY, "-m", "ingest"], env, log_path), "ingest", log_path)
+            build = check(
+                run_measured([DBT, "build", *DBT_ARGS], env, log_path), "dbt build", log_path
+            )
+            if i < size.warmup:
+                continue
+            result.ingest.append(ingest)
+            result.build.append(build)
+            result.cycle.append(
+                Measured(0, ingest.seconds + build.seconds, max(ingest.peak_mb, build.peak_mb))
+            )
+            log(
+                f"cycle {name}: ingest {ingest.seconds:.2f} s + dbt build {build.seconds:.2f} s, "
+                f"peak {max(ingest.peak_mb, build.peak_mb):.0f} MB"
+            )
+        for _ in range(size.cron_runs):
+            fake.advance(FIVE_MIN_MS)
+            cron = check(
+                run_measured(["bash", "scripts/run_pipeline.sh"], env, log_path),
+                "scripts/run_pipeline.sh",
+                log_path,
+            )
+            result.cron.append(cron)
+            log(
+                f"cycle {name}: scripts/run_pipeline.sh {cron.seconds:.2f} s, "
+                f"peak {cron.peak_mb:.0f} MB"
+            )
+    if not keep:
+        wh.drop()
+    return result, wh
+
+
+# --------------------------------------------------------------------------- 2. backfill
+def backfill(size: Size, workdir: Path, pg_admin: dict[str, str]) -> dict[str, Any]:
+    import psycopg2.extras
+
+    assets = bench_assets(size.backfill_assets)
+    ids = [a["id"] for a in assets]
+    out: dict[str, Any] = {"assets": size.backfill_assets, "days": size.backfill_days}
+    pipeline_runs: list[dict[str, Any]] = []
+    wh = None
+    now = (int(time.time() * 1000) // FIVE_MIN_MS - 1) * FIVE_MIN_MS + 7_000
+    with CachedFake(
+        api_key=API_KEY, assets=assets, timestamp_ms=now, prices_follow_clock=True
+    ) as fake:
+        log(
+            f"backfill: preparing the fake's answers ({size.backfill_assets} assets x "
+            f"{size.backfill_days} d)"
+        )
+        fake.warm_history(ids, size.backfill_days)
+        for run in range(size.backfill_runs):
+            if wh is not None:
+                wh.drop()
+            tmp = workdir / f"backfill_{run}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            wh = Warehouse("postgres", f"backfill_{run}", workdir, pg_admin)
+            env = base_env(tmp, fake, ids, wh)
+            env["COINCAP_BACKFILL_DAYS"] = str(size.backfill_days)
+            log_path = tmp / "bench.log"
+            m = check(run_measured([PY, "-m", "ingest"], env, log_path), "backfill", log_path)
+            rows = wh.query("select count(*) from raw.asset_history")[0][0]
+            steps = _trace_steps(tmp / "dlt" / "pipelines")
+            pipeline_runs.append(
+                {"seconds": m.seconds, "rows": rows, "peak_mb": m.peak_mb, "steps": steps}
+            )
+            log(
+                f"backfill: pipeline {rows} rows in {m.seconds:.1f} s "
+                f"({rows / m.seconds:,.0f} rows/s; {steps}), peak {m.peak_mb:.0f} MB"
+            )
+
+        # the same rows, by COPY and by batched INSERT into an equivalent table
+        assert wh is not None
+        cols = wh.columns("raw", "asset_history")
+        col_list = ", ".join(f'"{c}"' for c in cols)
+        conn = wh.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("create schema bench_compare")
+                buf = io.BytesIO()
+                cur.copy_expert(
+                    f"copy (select {col_list} from raw.asset_history) to stdout with (format csv)",
+                    buf,
+                )
+                cur.execute(f"select {col_list} from raw.asset_history")
+                tuples = cur.fetchall()
+            conn.commit()
+            copy_runs, insert_runs = [], []
+            for _ in range(size.backfill_runs):
+                with conn.cursor() as cur:
+                    cur.execute("drop table if exists bench_compare.by_copy")
+                    cur.execute("create table bench_compare.by_copy (like raw.asset_history)")
+                conn.commit()
+                buf.seek(0)
+                started = time.perf_counter()
+                with conn.cursor() as cur:
+                    cur.copy_expert(
+                        f"copy bench_compare.by_copy ({col_list}) from stdin with (format csv)",
+                        buf,
+                    )
+                conn.commit()
+                copy_runs.append(time.perf_counter() - started)
+                with conn.cursor() as cur:
+                    cur.execute("drop table if exists bench_compare.by_insert")
+                    cur.execute("create table bench_compare.by_insert (like raw.asset_history)")
+                conn.commit()
+                started = time.perf_counter()
+                with conn.cursor() as cur:
+                    psycopg2.extras.execute_values(
+                        cur, f"insert into bench_compare.by_insert ({col_list}) values %s", tuples
+                    )
+                conn.commit()
+                insert_runs.append(time.perf_counter() - started)
+                log(f"backfill: COPY {copy_runs[-1]:.1f} s, execute_values {insert_runs[-1]:.1f} s")
+        finally:
+            conn.close()
+        wh.drop()
+    rows = pipeline_runs[-1]["rows"]
+    out.update(
+        rows=rows,
+        pipeline_seconds=median([r["seconds"] for r in pipeline_runs]),
+        pipeline_peak_mb=median([r["peak_mb"] for r in pipeline_runs]),
+        pipeline_steps=pipeline_runs[-1]["steps"],
+        copy_seconds=median(copy_runs),
+        insert_seconds=median(insert_runs),
+        runs=size.backfill_runs,
+    )
+    for method in ("pipeline", "copy", "insert"):
+        out[f"{method}_rows_per_s"] = rows / out[f"{method}_seconds"]
+    out["pipeline_vs_copy"] = out["pipeline_rows_per_s"] / out["copy_rows_per_s"]
+    return out
+
+
+def _trace_steps(pipelines_dir: Path) -> dict[str, float]:
+    """Seconds per dlt step (extract, normalize, load) of the last run, from dlt's saved trace."""
+    import dlt
+
+    try:
+        pipeline = dlt.attach(pipeline_name="coincap_postgres", pipelines_dir=str(pipelines_dir))
+        trace = pipeline.last_trace
+    except Exception:  # noqa: BLE001 - the breakdown is a nicety, never a failure
+        return {}
+    steps: dict[str, float] = {}
+    for step in trace.steps if trace else []:
+        if step.step in ("extract", "normalize", "load") and step.finished_at:
+            steps[step.step] = round((step.finished_at - step.started_at).total_seconds(), 2)
+    return steps
+
+
+# --------------------------------------------------------------------------- 3. queries
+def dashboard_cards() -> list[tuple[str, str]]:
+    spec = importlib.util.spec_from_file_location(
+        "provision_metabase", REPO / "scripts" / "provision_metabase.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return [(card.name, card.sql) for card in module.CARDS]
+
+
+# The same answers from one unkeyed, unindexed table of every snapshot, as the replaced
+# pipeline kept them (CoinCap's fields, one row per asset per cycle, no key and no index).
+BASELINE_TABLE = "bench_baseline.asset_snapshots"
+QUERY_BUDGET_MS = 10_000  # per question and side: enough runs for a median, not minutes of them
+BASELINE_SQL = {
+    "Latest prices": (
+        "select rank, symbol, name, price_usd, change_percent_24h, market_cap_usd,\n"
+        "       volume_usd_24h, observed_at\n"
+        "from (select distinct on (asset_id) * from bench_baseline.asset_snapshots\n"
+        "      order by asset_id, observed_at desc) as latest\n"
+        "order by rank"
+    ),
+    "Share of total market cap": (
+        "select distinct on (asset_id) symbol, market_cap_usd\n"
+        "from bench_baseline.asset_snapshots\n"
+        "where market_cap_usd is not null\n"
+        "order by asset_id, observed_at desc"
+    ),
+    "Price history per asset": (
+        "select observed_at, symbol, price_usd\n"
+        "from bench_baseline.asset_snapshots\n"
+        "where observed_at >= now() - interval '7 days'\n"
+        "order by observed_at, symbol"
+    ),
+    "Daily OHLC": (
+        "with days as (\n"
+        "    select asset_id, symbol, rank, price_usd, observed_at,\n"
+        "           cast(observed_at at time zone 'UTC' as date) as price_date\n"
+        "    from bench_baseline.asset_snapshots\n"
+        "), ranked as (\n"
+        "    select *,\n"
+        "        row_number() over (partition by asset_id, price_date order by observed_at)\n"
+        "            as from_open,\n"
+        "        row_number() over (partition by asset_id, price_date order by observed_at desc)\n"
+        "            as from_close\n"
+        "    from days\n"
+        "), latest as (\n"
+        "    select distinct on (asset_id) asset_id, rank\n"
+        "    from bench_baseline.asset_snapshots order by asset_id, observed_at desc\n"
+        ")\n"
+        "select ranked.price_date, max(ranked.symbol) as symbol,\n"
+        "    max(case when from_open = 1 then price_usd end) as open_price_usd,\n"
+        "    max(price_usd) as high_price_usd, min(price_usd) as low_price_usd,\n"
+        "    max(case when from_close = 1 then price_usd end) as close_price_usd,\n"
+        "    count(*) as observation_count\n"
+        "from ranked inner join latest on ranked.asset_id = latest.asset_id\n"
+        "group by ranked.asset_id, ranked.price_date, latest.rank\n"
+        "order by ranked.price_date desc, latest.rank"
+    ),
+}
+
+
+def analyst_queries(wh: Warehouse, size: Size, label: str) -> list[dict[str, Any]]:
+    schema = "create schema if not exists bench_baseline"
+    wh.execute(
+        schema,
+        f"drop table if exists {BASELINE_TABLE}",
+        f"create table {BASELINE_TABLE} as select asset_id, rank, symbol, name, supply, "
+        "max_supply, market_cap_usd, volume_usd_24h, price_usd, change_percent_24h, vwap_24h, "
+        "explorer, observed_at from staging.stg_coincap__assets where rejected_fields is null",
+    )
+    if wh.engine == "postgres":
+        wh.execute(f"analyze {BASELINE_TABLE}", "analyze", autocommit=True)
+    snapshots = wh.query(f"select count(*) from {BASELINE_TABLE}")[0][0]
+    results = []
+    conn = wh.connect()
+    try:
+        for name, marts_sql in dashboard_cards():
+            baseline_sql = BASELINE_SQL[name]
+            row = {"warehouse": label, "query": name, "snapshots": snapshots}
+            for side, sql in (("marts", marts_sql), ("baseline", baseline_sql)):
+                times, rows = [], 0
+                # the first run warms the cache; slow baselines stop after 3 measured runs
+                for _ in range(size.query_runs + 1):
+                    if len(times) > 3 and sum(times[1:]) > QUERY_BUDGET_MS:
+                        break
+                    started = time.perf_counter()
+                    if wh.engine == "postgres":
+                        with conn.cursor() as cur:
+                            cur.execute(sql)
+                            rows = len(cur.fetchall())
+                        conn.rollback()
+                    else:
+                        rows = len(conn.execute(sql).fetchall())
+                    times.append((time.perf_counter() - started) * 1000)
+                row[f"{side}_ms"] = median(times[1:])
+                row[f"{side}_runs"] = len(times) - 1
+                row[f"{side}_rows"] = rows
+            row["speedup"] = row["baseline_ms"] / row["marts_ms"]
+            results.append(row)
+            log(
+                f"queries {label}: {name}: marts {row['marts_ms']:.1f} ms "
+                f"({row['marts_rows']} rows), baseline {row['baseline_ms']:.1f} ms "
+                f"({row['baseline_rows']} rows)"
+            )
+    finally:
+        conn.close()
+    return results
+
+
+# --------------------------------------------------------------------------- machine
+def machine(pg_admin: dict[str, str] | None) -> dict[str, Any]:
+    import dbt.version
+    import dlt
+    import duckdb
+
+    def first(path: str, key: str) -> str:
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip() if ":" in line else line.split("=", 1)[1]
+        except OSError:
+            pass
+        return "unknown"
+
+    mem_kb = first("/proc/meminfo", "MemTotal").split()[0]
+    pg_version = "not used"
+    if pg_admin:
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host=pg_admin["POSTGRES_HOST"],
+            port=int(pg_admin["POSTGRES_PORT"]),
+            user=pg_admin["POSTGRES_USER"],
+            password=pg_admin["POSTGRES_PASSWORD"],
+            dbname=pg_admin["POSTGRES_DB"],
+        )
+        with conn.cursor() as cur:
+            cur.execute("show server_version")
+            pg_version = cur.fetchone()[0]
+        conn.close()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": first("/proc/cpuinfo", "model name"),
+        "memory_gib": round(int(mem_kb) / 1024 / 1024, 1) if mem_kb.isdigit() else None,
+        "os": first("/etc/os-release", "PRETTY_NAME=").strip('"'),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgres": pg_version,
+        "duckdb": duckdb.__version__,
+        "dlt": dlt.__version__,
+        "dbt": dbt.version.__version__,
+    }
+
+
+# --------------------------------------------------------------------------- report
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    size = results["size"]
+    lines = [
+        BEGIN,
+        f"<!-- written by scripts/bench.py{' --tiny' if size.startswith('tiny') else ''}; "
+        "edit outside these markers -->",
+        "",
+        f"Run of {results['started_at']} (size `{size}`), {results['seconds'] / 60:.1f} minutes.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| CPUs | {m['cpus']} × {m['cpu_model']} |",
+        f"| memory | {m['memory_gib']} GiB |",
+        f"| OS | {m['os']} (kernel {m['kernel']}) |",
+        f"| Python | {m['python']} |",
+        f"| PostgreSQL | {m['postgres']} |",
+        f"| DuckDB | {m['duckdb']} |",
+        f"| dlt, dbt-core | {m['dlt']}, {m['dbt']} |",
+        "| load average (1, 5, 15 min) at start | "
+        + ", ".join(f"{x:.2f}" for x in results["loadavg_start"])
+        + " |",
+        "| load average at end | " + ", ".join(f"{x:.2f}" for x in results["loadavg_end"]) + " |",
+        "",
+        "### 1. Cycle cost vs history size",
+        "",
+        "A steady-state cycle, median of the runs: **ingest + `dbt build`** (`python -m ingest`",
+        "then `dbt build`, as the issue defines a cycle) and the **whole",
+        "`scripts/run_pipeline.sh`** as cron runs it (also `dbt source freshness` and the run",
+        "log). Peak memory: the largest resident set of any process of the cycle. Ratio: the wall",
+        "time against the same engine and asset count with 1 day of history. Targets: ratio ≤ 1.2,",
+        "wall ≤ 6 s, peak ≤ 300 MB.",
+        "",
+        "| engine | assets | days | raw rows | runs | ingest s | dbt build s | ingest + build s "
+        "| ratio | peak MB | whole cycle s | ratio | peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    cycles = results["cycles"]
+    base = {
+        (c["engine"], c["assets"]): c
+        for c in cycles
+        if c["days"]
+        == min(
+            d["days"] for d in cycles if (d["engine"], d["assets"]) == (c["engine"], c["assets"])
+        )
+    }
+    for c in cycles:
+        b = base[(c["engine"], c["assets"])]
+        lines.append(
+            f"| {c['engine']} | {c['assets']} | {c['days']} | {c['raw_rows']:,} | {c['runs']} | "
+            f"{c['ingest_seconds']:.2f} | {c['build_seconds']:.2f} | {c['cycle_seconds']:.2f} | "
+            f"{c['cycle_seconds'] / b['cycle_seconds']:.2f} | {c['cycle_peak_mb']:.0f} | "
+            f"{c['cron_seconds']:.2f} | {c['cron_seconds'] / b['cron_seconds']:.2f} | "
+            f"{c['cron_peak_mb']:.0f} |"
+        )
+    bf = results["backfill"]
+    steps = bf.get("pipeline_steps") or {}
+    lines += [
+        "",
+        "### 2. Backfill throughput (PostgreSQL)",
+        "",
+        f"{bf['assets']} assets × {bf['days']} days of 5-minute history = {bf['rows']:,} rows into",
+        "`raw.asset_history`, median of "
+        f"{bf['runs']} run(s). The pipeline row is `python -m ingest` with",
+        f"`COINCAP_BACKFILL_DAYS={bf['days']}` against the fake CoinCap (answers prepared before "
+        "timing), process start",
+        "to exit; COPY and `execute_values` (psycopg2's default page size, 100 rows a statement) "
+        "load the same",
+        "rows into a table like `raw.asset_history` (same columns, no index). Target: pipeline ≥ "
+        "0.5 × COPY.",
+        "",
+        "| method | seconds | rows/s | × COPY |",
+        "|---|---:|---:|---:|",
+        f"| project pipeline (dlt) | {bf['pipeline_seconds']:.1f} | "
+        f"{bf['pipeline_rows_per_s']:,.0f} | {bf['pipeline_vs_copy']:.2f} |",
+        f"| plain `COPY` | {bf['copy_seconds']:.1f} | {bf['copy_rows_per_s']:,.0f} | 1.00 |",
+        f"| batched `INSERT` (`execute_values`) | {bf['insert_seconds']:.1f} | "
+        f"{bf['insert_rows_per_s']:,.0f} | {bf['insert_rows_per_s'] / bf['copy_rows_per_s']:.2f} |",
+        "",
+        "Pipeline steps (dlt's trace, seconds): "
+        + (", ".join(f"{k} {v}" for k, v in steps.items()) or "not available")
+        + f"; peak memory {bf['pipeline_peak_mb']:.0f} MB.",
+        "",
+        "### 3. Analyst queries",
+        "",
+        "The starter dashboard's questions (the SQL of `scripts/provision_metabase.py`) on the",
+        "marts, beside the same answers from one unkeyed, unindexed table of every snapshot",
+        "(`bench_baseline.asset_snapshots`, typed columns, as the replaced pipeline kept them).",
+        "Median milliseconds over the runs after a warm-up run (up to "
+        f"{results['query_runs']}; at least 3 when a side",
+        "takes over 10 s in all), rows fetched included.",
+        "Target: marts ≥ 20× faster and under 50 ms.",
+        "",
+        "| warehouse | question | snapshots | marts ms | rows | baseline ms | rows | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for q in results["queries"]:
+        lines.append(
+            f"| {q['warehouse']} | {q['query']} | {q['snapshots']:,} | {q['marts_ms']:.1f} | "
+            f"{q['marts_rows']:,} | {q['baseline_ms']:.1f} | {q['baseline_rows']:,} | "
+            f"{q['speedup']:.1f}× |"
+        )
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+HEADER = """# Benchmarks
+
+How the pipeline's cost grows with history, how fast a backfill loads, and how quickly the
+dashboard's questions are answered. Reproduce with one command (README, "Benchmarks"):
+
+```bash
+.venv/bin/python scripts/bench.py          # full size; --tiny for a quick check
+```
+
+"""
+
+
+def write_report(out: Path, results: dict[str, Any]) -> None:
+    block = render(results)
+    text = out.read_text() if out.exists() else ""
+    if BEGIN in text and END in text:
+        before, rest = text.split(BEGIN, 1)
+        after = rest.split(END, 1)[1]
+        text = before + block + after
+    else:
+        text = HEADER + "## Results\n\n" + block + "\n"
+    out.write_text(text)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a quick run at a tiny size (CI)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
+        help="the report to write (default: BENCHMARKS.md)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
+    parser.add_argument(
+        "--only",
+        choices=["cycles", "backfill", "queries"],
+        action="append",
+        help="run only these parts (repeatable; queries need cycles)",
+    )
+    parser.add_argument(
+        "--engines",
+        default="postgres,duckdb",
+        help="comma-separated engines for the cycles and queries",
+    )
+    parser.add_argument("--assets", help="override: comma-separated asset counts (PostgreSQL)")
+    parser.add_argument("--days", help="override: comma-separated days of history")
+    parser.add_argument("--runs", type=int, help="override: measured cycles per scenario")
+    parser.add_argument("--cron-runs", type=int, help="override: whole cycles per scenario")
+    parser.add_argument("--backfill-runs", type=int, help="override: backfill runs")
+    parser.add_argument("--backfill-days", type=int, help="override: days of the backfill")
+    args = parser.parse_args(argv)
+    size = SIZES["tiny" if args.tiny else "full"]
+    overrides: dict[str, Any] = {}
+    if args.assets:
+        overrides["cycle_assets"] = tuple(int(x) for x in args.assets.split(","))
+    if args.days:
+        overrides["days"] = tuple(int(x) for x in args.days.split(","))
+    for name in ("runs", "cron_runs", "backfill_runs", "backfill_days"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if overrides:
+        size = replace(size, name=f"{size.name} (custom)", **overrides)
+    parts = set(args.only or ["cycles", "backfill", "queries"])
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+
+    results: dict[str, Any] = {
+        "size": size.name,
+        "started_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "loadavg_start": list(os.getloadavg()),
+        "cycles": [],
+        "backfill": None,
+        "queries": [],
+        "query_runs": size.query_runs,
+    }
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="coincap-bench-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        if args.workdir is None:
+            stack.callback(shutil.rmtree, workdir, True)
+        if os.environ.get("POSTGRES_HOST"):
+            pg_admin = {
+                "POSTGRES_HOST": os.environ["POSTGRES_HOST"],
+                "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
+                "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
+                "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
+                "POSTGRES_DB": os.environ.get("POSTGRES_DB", "postgres"),
+            }
+        else:
+            cluster = PostgresCluster(tempfile.mkdtemp(prefix="coincap-bench-pg-"))
+            cluster.start()
+            stack.callback(cluster.destroy)
+            pg_admin = cluster.env()
+        results["machine"] = machine(pg_admin)
+
+        if "cycles" in parts or "queries" in parts:
+            plan = [("postgres", n) for n in size.cycle_assets if "postgres" in engines]
+            plan += [("duckdb", n) for n in size.duckdb_assets if "duckdb" in engines]
+            for engine, n_assets in plan:
+                for days in size.days:
+                    last = days == max(size.days)
+                    result, wh = cycle_scenario(
+                        engine, n_assets, days, size, workdir, pg_admin, keep=last
+                    )
+                    results["cycles"].append(result.summary())
+                    if last:
+                        if "queries" in parts:
+                            label = f"{engine}, {n_assets} assets, {days} d"
+                            results["queries"] += analyst_queries(wh, size, label)
+                        wh.drop()
+        if "backfill" in parts:
+            results["backfill"] = backfill(size, workdir, pg_admin)
+    results["loadavg_end"] = list(os.getloadavg())
+    results["seconds"] = time.perf_counter() - started
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    if results["cycles"] and results["backfill"] and results["queries"]:
+        write_report(args.out, results)
+        log(f"wrote {args.out} in {results['seconds'] / 60:.1f} minutes")
+    else:
+        log("partial run: report not written (use --json to keep the results)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
