@@ -454,6 +454,29 @@ def _rejects(inst: Installation, table: str) -> list[tuple[str, int, str]]:
 
 
 # =========================================================================== 2b, 2c. narrow windows
+def _last_loaded_package(inst: Installation) -> Path:
+    loaded = inst.pipeline_dir / "load" / "loaded"
+    return max(loaded.iterdir(), key=lambda p: float(p.name))
+
+
+def _next_cycle_recovers(inst: Installation, row, must_say: str | None = None) -> None:
+    """The cycle after a broken state must exit 0 (saying `must_say`), losing and doubling
+    nothing; when it fails, one more cycle shows whether the pipeline is wedged."""
+    follow = inst.cycle()
+    row.trials = 1
+    problems = []
+    if follow.returncode != 0:
+        problems.append(f"the next cycle failed: {failing_lines(follow, 3)}")
+        again = inst.cycle()
+        row.notes.append(f"the cycle after that: exit {again.returncode}")
+    elif must_say and must_say not in follow.output:
+        problems.append(f"the next cycle did not say {must_say!r}")
+    tally = inst.tally()
+    row.lost, row.doubled = tally.n_lost, tally.n_doubled
+    problems += tally.problems()
+    assert not problems, "; ".join(problems)
+
+
 def test_drill2b_killed_between_dlt_completion_marker_and_package_move(
     installation: Installation, drill_row
 ):
@@ -471,23 +494,12 @@ def test_drill2b_killed_between_dlt_completion_marker_and_package_move(
     ) as row:
         last = inst.cycle()
         assert last.returncode == 0, last.describe()
-        loaded = inst.pipeline_dir / "load" / "loaded"
-        newest = max(loaded.iterdir(), key=lambda p: float(p.name))
+        newest = _last_loaded_package(inst)
         assert (newest / "package_completed.json").exists(), list(newest.iterdir())
         target = inst.pipeline_dir / "load" / "normalized" / newest.name
         newest.rename(target)
         row.notes.append(f"package {newest.name} moved back to load/normalized with its marker")
-        follow = inst.cycle()
-        row.trials = 1
-        problems = []
-        if follow.returncode != 0:
-            problems.append(f"the next cycle failed: {failing_lines(follow, 3)}")
-            again = inst.cycle()
-            row.notes.append(f"the cycle after that: exit {again.returncode}")
-        tally = inst.tally()
-        row.lost, row.doubled = tally.n_lost, tally.n_doubled
-        problems += tally.problems()
-        assert not problems, "; ".join(problems)
+        _next_cycle_recovers(inst, row)
 
 
 def test_drill2c_killed_after_the_warehouse_committed_a_job(installation: Installation, drill_row):
@@ -503,8 +515,7 @@ def test_drill2c_killed_after_the_warehouse_committed_a_job(installation: Instal
     ) as row:
         last = inst.cycle()
         assert last.returncode == 0, last.describe()
-        loaded = inst.pipeline_dir / "load" / "loaded"
-        newest = max(loaded.iterdir(), key=lambda p: float(p.name))
+        newest = _last_loaded_package(inst)
         target = inst.pipeline_dir / "load" / "normalized" / newest.name
         newest.rename(target)
         (target / "package_completed.json").unlink()
@@ -516,19 +527,7 @@ def test_drill2c_killed_after_the_warehouse_committed_a_job(installation: Instal
             f"package {newest.name}: {len(jobs)} committed job(s) put back to run again, "
             "its _dlt_loads row deleted"
         )
-        follow = inst.cycle()
-        row.trials = 1
-        problems = []
-        if follow.returncode != 0:
-            problems.append(f"the next cycle failed: {failing_lines(follow, 3)}")
-            again = inst.cycle()
-            row.notes.append(f"the cycle after that: exit {again.returncode}")
-        elif "loaded pending load packages" not in follow.output:
-            problems.append("the next cycle did not load the package again")
-        tally = inst.tally()
-        row.lost, row.doubled = tally.n_lost, tally.n_doubled
-        problems += tally.problems()
-        assert not problems, "; ".join(problems)
+        _next_cycle_recovers(inst, row, must_say="loaded pending load packages")
 
 
 # =========================================================================== 5. not numbers
