@@ -2,11 +2,13 @@
 pipeline's state changes, never every 5 minutes.
 
 States: `ok` (the cycle succeeded and CoinCap's data is fresh), `failed` (the ingest or `dbt build`
-failed) and `stale` (the cycle succeeded but `dbt source freshness` failed). The last state
-announced is kept in `$COINCAP_RUN_DIR/alert_state`; a message goes out only when the new state
-differs (to `ok`: "recovered"). A webhook that cannot be reached never fails the cycle: the
-state file then keeps the old state, so the next cycle tries again. The text never carries the
-API key, a password or a URL with credentials (`redact`).
+failed), `stale` (the cycle succeeded but `dbt source freshness` failed) and `quota` (CoinCap's
+credits are used up: cycles probe it, spaced out, until it answers again; ingest/quota.py).
+Besides the state, `notify_once` sends a message once per period (the credit budget: once a
+month). The last state announced is kept in `$COINCAP_RUN_DIR/alert_state`; a message goes out
+only when the new state differs (to `ok`: "recovered"). A webhook that cannot be reached never
+fails the cycle: the state file then keeps the old state, so the next cycle tries again. The text
+never carries the API key, a password or a URL with credentials (`redact`).
 """
 
 from __future__ import annotations
@@ -74,12 +76,30 @@ def notify(run_dir: Path, state: str, detail: str, warehouse: str) -> None:
     tmp.replace(path)
 
 
+def notify_once(run_dir: Path, topic: str, period: str, text: str, warehouse: str) -> None:
+    """Sends `text` once per `period` (e.g. "2026-11") for `topic`; remembered in
+    $COINCAP_RUN_DIR/alert_<topic>. Without ALERT_WEBHOOK_URL nothing is sent or remembered."""
+    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+    path = run_dir / f"{STATE_FILE}_{topic}"
+    try:
+        if not url or path.read_text().strip() == period:
+            return
+    except OSError:
+        pass
+    where = f"CoinCap ELT ({warehouse} on {socket.gethostname()})"
+    if _post(url, redact(f":warning: {where}: {text}", limit=600)):
+        logger.info("alert sent: %s for %s", topic, period)
+        path.write_text(period + "\n")
+
+
 def _message(state: str, previous: dict[str, str], detail: str, warehouse: str) -> str:
     where = f"CoinCap ELT ({warehouse} on {socket.gethostname()})"
     if state == "failed":
         text = f":red_circle: {where}: a cycle failed. {detail}"
     elif state == "stale":
         text = f":warning: {where}: CoinCap data is stale. {detail}"
+    elif state == "quota":
+        text = f":no_entry: {where}: CoinCap's credits are used up. {detail}"
     else:
         since = f" since {previous['since']}" if previous.get("since") else ""
         text = (
@@ -116,7 +136,7 @@ def _post(url: str, text: str) -> bool:
 def _read_state(path: Path) -> dict[str, str]:
     try:
         state = json.loads(path.read_text())
-        if isinstance(state, dict) and state.get("state") in ("ok", "failed", "stale"):
+        if isinstance(state, dict) and state.get("state") in ("ok", "failed", "stale", "quota"):
             return state
     except (OSError, ValueError):
         pass

@@ -16,6 +16,7 @@ from ingest.coincap.settings import (
     DEFAULT_ASSET_IDS,
     DEFAULT_BACKFILL_DAYS,
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_HISTORY_REQUESTS,
     REQUEST_TIMEOUT_S,
 )
 
@@ -42,6 +43,9 @@ class Settings:
     backfill_days: int
     pipelines_dir: Path
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    run_dir: Path = Path("data")
+    max_history_requests: int = DEFAULT_MAX_HISTORY_REQUESTS
+    monthly_credits: int | None = None
 
     @classmethod
     def from_env(cls, require_api_key: bool = True) -> Settings:
@@ -89,6 +93,11 @@ class Settings:
                 "set it to seconds, more than 0 and at most 120"
             )
 
+        max_history = _whole_number(
+            env, "COINCAP_MAX_HISTORY_REQUESTS", DEFAULT_MAX_HISTORY_REQUESTS, "requests per cycle"
+        )
+        monthly_credits = _whole_number(env, "COINCAP_MONTHLY_CREDITS", None, "credits a month")
+
         postgres = {
             "host": env.get("POSTGRES_HOST", "localhost"),
             "port": env.get("POSTGRES_PORT", "5432"),
@@ -128,4 +137,17 @@ class Settings:
             ).resolve()
             / "pipelines",
             request_timeout_s=request_timeout_s,
+            run_dir=Path(env.get("COINCAP_RUN_DIR", "").strip() or "data").resolve(),
+            max_history_requests=max_history if max_history is not None else 0,
+            monthly_credits=monthly_credits or None,
         )
+
+
+def _whole_number(env: os._Environ[str], name: str, default: int | None, unit: str) -> int | None:
+    """A variable that holds a whole number (0 or more); `default` when unset or empty."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigError(f"{name} is {value!r}; set it to a whole number of {unit}")
+    return int(value)

@@ -20,22 +20,22 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
 
-from ingest.alerts import notify, redact
+from ingest.alerts import notify, notify_once, redact
+from ingest.summary import SUMMARY_FILE
 
 logger = logging.getLogger("ingest.runlog")
 
 DATASET = "ops"
 TABLE = "pipeline_runs"
-SUMMARY_FILE = "ingest_summary.json"
 COLUMNS: dict[str, dict[str, Any]] = {
     "run_id": {"data_type": "text", "nullable": False},
     "started_at": {"data_type": "timestamp", "nullable": False},
@@ -45,45 +45,12 @@ COLUMNS: dict[str, dict[str, Any]] = {
     "source_freshness": {"data_type": "text", "nullable": False},
     "rows_loaded": {"data_type": "bigint", "nullable": False},
     "coincap_requests": {"data_type": "bigint", "nullable": False},
+    "coincap_credits": {"data_type": "bigint", "nullable": True},
     "pending_packages_loaded": {"data_type": "bigint", "nullable": False},
     "load_ids": {"data_type": "text", "nullable": True},
     "error": {"data_type": "text", "nullable": True},
     "warehouse": {"data_type": "text", "nullable": False},
 }
-
-
-@dataclass
-class IngestSummary:
-    """What `python -m ingest` tells the run log: filled while it runs, saved when it ends."""
-
-    rows_loaded: int = 0
-    coincap_requests: int = 0
-    pending_packages_loaded: int = 0
-    load_ids: list[str] = field(default_factory=list)
-    error: str | None = None
-    client: Any = field(default=None, repr=False)  # the CoinCapClient, for its request count
-
-    def save(self) -> None:
-        """Writes the summary to $COINCAP_RUN_DIR (set by scripts/run_pipeline.sh), if set."""
-        run_dir = os.environ.get("COINCAP_RUN_DIR", "").strip()
-        if not run_dir:
-            return
-        if self.client is not None:
-            self.coincap_requests = self.client.requests_made
-        data = {
-            "rows_loaded": self.rows_loaded,
-            "coincap_requests": self.coincap_requests,
-            "pending_packages_loaded": self.pending_packages_loaded,
-            "load_ids": self.load_ids,
-            "error": self.error,
-        }
-        try:
-            path = Path(run_dir) / SUMMARY_FILE
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data) + "\n")
-            tmp.replace(path)
-        except OSError as exc:
-            logger.warning("the ingest summary for the run log was not written: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         "source_freshness": freshness,
         "rows_loaded": int(summary.get("rows_loaded", 0)),
         "coincap_requests": int(summary.get("coincap_requests", 0)),
+        "coincap_credits": int(summary.get("coincap_credits", 0)),
         "pending_packages_loaded": int(summary.get("pending_packages_loaded", 0)),
         "load_ids": ", ".join(summary.get("load_ids", [])) or None,
         "error": redact(error) if error else None,
         "warehouse": warehouse,
     }
-    _record(row)
+    pipeline = _record(row)
+    if pipeline is not None:
+        _credits_this_month(pipeline, row, run_dir, warehouse)
 
-    if args.status == "failed":
+    if args.status == "failed" and summary.get("quota_exhausted"):
+        notify(run_dir, "quota", row["error"] or "", warehouse)
+    elif args.status == "failed":
         step = args.failed_step or "the cycle"
         notify(run_dir, "failed", f"Step: {step}. {row['error'] or ''}".strip(), warehouse)
     elif freshness == "error":
@@ -142,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _record(row: dict[str, Any]) -> None:
+def _record(row: dict[str, Any]) -> Any:
     """Appends the row to ops.pipeline_runs through dlt, with rows earlier cycles could not write.
 
     Extract and normalize are local; only the load needs the warehouse. So when it is down, the
@@ -159,7 +131,7 @@ def _record(row: dict[str, Any]) -> None:
         settings = Settings.from_env(require_api_key=False)
     except ConfigError as exc:
         logger.warning("the run log was not written: %s", exc)
-        return
+        return None
     try:
         pipeline = dlt.pipeline(
             pipeline_name=f"coincap_runlog_{settings.warehouse}",
@@ -186,20 +158,85 @@ def _record(row: dict[str, Any]) -> None:
             type(cause).__name__,
             redact(first_line, limit=200),
         )
-        return
+        return None
     if len(load_info.loads_ids) > 1:
         logger.info(
             "run log: also wrote %d row(s) of earlier cycles that could not reach the warehouse",
             len(load_info.loads_ids) - 1,
         )
     logger.info(
-        "run log: %s cycle recorded in %s.%s (%d rows loaded, %d CoinCap requests)",
+        "run log: %s cycle recorded in %s.%s (%d rows loaded, %d CoinCap request(s), %d credit(s))",
         row["status"],
         DATASET,
         TABLE,
         row["rows_loaded"],
         row["coincap_requests"],
+        row["coincap_credits"],
     )
+    return pipeline
+
+
+def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, warehouse: str) -> None:
+    """Logs the credits used this UTC month and the month-end projection; with
+    COINCAP_MONTHLY_CREDITS set, a warning (and one alert a month) when the projection exceeds it.
+
+    The projection is the month so far plus, for the hours left, the pace of the last 24 hours'
+    cycles: their median credits per cycle times their cycles per hour. A one-off backfill
+    therefore counts once, not as the pace of the rest of the month.
+    """
+    now = row["finished_at"]
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    try:
+        with pipeline.sql_client() as client:
+            used = client.execute_sql(
+                f"select coalesce(sum(coincap_credits), 0) from {DATASET}.{TABLE} "
+                "where started_at >= %s",
+                month_start,
+            )[0][0]
+            recent = client.execute_sql(
+                f"select started_at, coincap_credits from {DATASET}.{TABLE} "
+                "where started_at >= %s and coincap_credits is not null order by started_at",
+                now - timedelta(days=1),
+            )
+    except Exception as exc:  # noqa: BLE001 - a report, never the cycle's outcome
+        logger.warning("credits this month not computed: %s", redact(str(exc), limit=200))
+        return
+    used = int(used or 0)
+    projected = used
+    if len(recent) >= 2:
+        span_h = (recent[-1][0] - recent[0][0]).total_seconds() / 3600
+        if span_h > 0:
+            per_cycle = statistics.median(int(spent) for _, spent in recent)
+            cycles_per_hour = (len(recent) - 1) / span_h
+            hours_left = (next_month - now).total_seconds() / 3600
+            projected = int(used + per_cycle * cycles_per_hour * hours_left)
+    allowance = _monthly_credits()
+    plan = f"plan allows {allowance:,}" if allowance else "no plan set (COINCAP_MONTHLY_CREDITS)"
+    pace = "" if len(recent) >= 2 else " (a projection needs two cycles)"
+    logger.info(
+        "credits: %d this cycle, %s this month (UTC), about %s by month end at the last "
+        "24 hours' pace%s; %s",
+        row["coincap_credits"],
+        f"{used:,}",
+        f"{projected:,}",
+        pace,
+        plan,
+    )
+    if allowance and projected > allowance:
+        message = (
+            f"CoinCap credits: {used:,} used this month, about {projected:,} projected by month "
+            f"end, over the plan's {allowance:,} (COINCAP_MONTHLY_CREDITS); slow the schedule "
+            "(PIPELINE_SCHEDULE), track fewer assets or upgrade the plan before CoinCap stops "
+            "answering (see the README's credits table)"
+        )
+        logger.warning("%s", message)
+        notify_once(run_dir, "credits", now.strftime("%Y-%m"), message, warehouse)
+
+
+def _monthly_credits() -> int | None:
+    value = os.environ.get("COINCAP_MONTHLY_CREDITS", "").strip()
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
 
 
 def _target_dir() -> Path:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from decimal import Decimal
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
@@ -13,16 +13,19 @@ from dlt.sources import DltResource
 
 from ingest.coincap.helpers import (
     CoinCapClient,
+    CoinCapError,
+    CoinCapNotFoundError,
     CoinCapResponseError,
     CoinCapUnavailableError,
-    parse_assets,
-    parse_history,
+    credits_for,
 )
 from ingest.coincap.settings import (
     ASSET_TEXT_FIELDS,
     DEFAULT_BACKFILL_DAYS,
+    DEFAULT_MAX_HISTORY_REQUESTS,
     HISTORY_INTERVAL,
     HISTORY_INTERVAL_MS,
+    HISTORY_POINT_BYTES,
     HISTORY_TEXT_FIELDS,
     HISTORY_WINDOW_MS,
     TIMESTAMP_FIELD,
@@ -31,18 +34,7 @@ from ingest.coincap.settings import (
 logger = logging.getLogger("ingest")
 
 DAY_MS = 24 * 60 * 60 * 1000
-# what staging accepts (dbt_project/macros/coincap_validation.sql): a row with any other value
-# is held back from the marts, so its 5-minute slot stays empty
-DECIMAL = re.compile(r"-?0*[0-9]{1,22}(\.[0-9]+)?")
-RANK = re.compile(r"0*[1-9][0-9]{0,8}")
-OPTIONAL_DECIMALS = (
-    "supply",
-    "maxSupply",
-    "marketCapUsd",
-    "volumeUsd24Hr",
-    "changePercent24Hr",
-    "vwap24Hr",
-)
+REQUESTS_TABLE = "asset_history_requests"
 
 ASSET_COLUMNS: TTableSchemaColumns = {
     **{field: {"data_type": "text", "nullable": True} for field in ASSET_TEXT_FIELDS},
@@ -55,6 +47,30 @@ HISTORY_COLUMNS: TTableSchemaColumns = {
     **{field: {"data_type": "text", "nullable": True} for field in HISTORY_TEXT_FIELDS},
     TIMESTAMP_FIELD: {"data_type": "bigint", "nullable": False},
 }
+# One row per history window the ingest decided on (dbt: known and pending holes in the series).
+# outcome: fetched | not_found (CoinCap answered 400/404 for the asset: asked once, never again)
+#          | failed (no usable answer: asked again next cycle) | deferred (over this cycle's
+#          request budget, or not asked after a failure: asked in a later cycle)
+REQUEST_COLUMNS: TTableSchemaColumns = {
+    "asset_id": {"data_type": "text", "nullable": False},
+    "window_start": {"data_type": "bigint", "nullable": False},
+    "window_end": {"data_type": "bigint", "nullable": False},
+    "outcome": {"data_type": "text", "nullable": False},
+    "points": {"data_type": "bigint", "nullable": True},
+    "coincap_credits": {"data_type": "bigint", "nullable": True},
+    TIMESTAMP_FIELD: {"data_type": "bigint", "nullable": False},
+}
+# The history transformer writes two tables, so each gets its own hints (dlt "table variants"):
+# hints on the decorator would be copied into both.
+HISTORY_HINTS = dlt.mark.make_hints(
+    table_name="asset_history",
+    primary_key=("asset_id", "time"),
+    write_disposition="merge",
+    columns=HISTORY_COLUMNS,
+)
+REQUEST_HINTS = dlt.mark.make_hints(
+    table_name=REQUESTS_TABLE, write_disposition="append", columns=REQUEST_COLUMNS
+)
 
 
 # max_table_nesting=0 keeps nested values (`tokens`) as JSON in the row, exactly as sent,
@@ -64,15 +80,21 @@ def coincap(
     client: CoinCapClient,
     asset_ids: Sequence[str],
     backfill_days: int = DEFAULT_BACKFILL_DAYS,
+    series_ends: Mapping[str, int] | None = None,
+    max_history_requests: int = DEFAULT_MAX_HISTORY_REQUESTS,
 ) -> tuple[DltResource, DltResource]:
     """CoinCap's current figures for `asset_ids` (one request for all of them) and the 5-minute
-    history each asset lacks: `backfill_days` on the first run, the holes an outage left later.
+    history each asset lacks: `backfill_days` on the first run, the holes an outage left later,
+    at most `max_history_requests` history requests per cycle.
 
-    The caller builds the client from COINCAP_API_KEY and COINCAP_BASE_URL (ingest/config.py)
-    and reads `client.requests_made` afterwards for the run log.
+    `series_ends` is, per asset, the end (ms) of the newest 5-minute slot that
+    marts.fct_asset_price_history holds: dbt's own verdict on which figures were accepted. The
+    caller builds the client from COINCAP_API_KEY and COINCAP_BASE_URL (ingest/config.py) and
+    reads `client.meter` afterwards for the run log.
     """
     snapshot = assets(asset_ids, client)
-    return snapshot, snapshot | asset_history(client, backfill_days)
+    history = asset_history(client, backfill_days, dict(series_ends or {}), max_history_requests)
+    return snapshot, snapshot | history
 
 
 @dlt.resource(
@@ -85,12 +107,72 @@ def assets(asset_ids: Sequence[str], client: CoinCapClient) -> Iterator[list[dic
     """Every field of each asset as CoinCap sent it, plus the response's `timestamp`.
 
     Keyed by (asset id, CoinCap timestamp) and merged, so serving the same snapshot twice never
-    doubles a row. Fields CoinCap adds later become new columns: the raw schema evolves.
+    doubles a row. Fields CoinCap adds later become new columns: the raw schema evolves. Numbers
+    are kept as their text (CoinCap sends strings; a JSON number keeps the digits it was sent with).
     """
-    body = client.get("/assets", params={"ids": ",".join(asset_ids)})
-    rows = parse_assets(body)
-    returned = {row["id"] for row in rows}
-    missing = [asset_id for asset_id in asset_ids if asset_id not in returned]
+    body = _get_assets(client, asset_ids)
+    rows = _asset_rows(body, asset_ids)
+    logger.info(
+        "fetched %d assets from CoinCap at %s (CoinCap timestamp %d)",
+        len(rows),
+        client.base_url,
+        body["timestamp"],
+    )
+    yield [{**row, TIMESTAMP_FIELD: body["timestamp"]} for row in rows]
+
+
+def _get_assets(client: CoinCapClient, asset_ids: Sequence[str]) -> dict[str, Any]:
+    """The /assets answer for `asset_ids`. When CoinCap refuses the whole request (400/404) naming
+    ids it does not know, asks once more without them (a `warning:` names them)."""
+    try:
+        return client.get("/assets", params={"ids": ",".join(asset_ids)})
+    except CoinCapNotFoundError as exc:
+        named = [i for i in asset_ids if re.search(rf"(?<![\w-]){re.escape(i)}(?![\w-])", exc.text)]
+        if not named or len(named) == len(asset_ids):
+            raise
+        logger.warning(
+            "CoinCap refused the request because of %s (%s); asking once more for the others",
+            ", ".join(named),
+            exc.text or "no reason given",
+        )
+        rest = [i for i in asset_ids if i not in named]
+        return client.get("/assets", params={"ids": ",".join(rest)})
+
+
+def _asset_rows(body: dict[str, Any], asset_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The answer's assets that were asked for, once each, with numbers kept as their text.
+    Entries without an id, ids nobody asked for and repeated ids are left out with a warning."""
+    data = body["data"]
+    if not isinstance(data, list):
+        raise CoinCapResponseError(
+            "CoinCap sent an unexpected response to /assets: `data` is not a list of assets; "
+            "check COINCAP_BASE_URL points at the v3 API"
+        )
+    asked, rows = set(asset_ids), {}
+    no_id, unasked, repeated = 0, [], []
+    for asset in data:
+        asset_id = asset.get("id") if isinstance(asset, dict) else None
+        if not isinstance(asset_id, str) or not asset_id:
+            no_id += 1
+        elif asset_id not in asked:
+            unasked.append(asset_id)
+        elif asset_id in rows:
+            repeated.append(asset_id)
+        else:
+            rows[asset_id] = _with_text_values(asset, ASSET_TEXT_FIELDS)
+    if no_id:
+        logger.warning("CoinCap sent %d asset(s) without an id; left out", no_id)
+    if unasked:
+        logger.warning(
+            "CoinCap sent figures for %s, not asked for (check COINCAP_ASSET_IDS); ignored",
+            ", ".join(sorted(set(unasked))[:10]),
+        )
+    if repeated:
+        logger.warning(
+            "CoinCap sent %s more than once in one answer; the first is kept",
+            ", ".join(sorted(set(repeated))),
+        )
+    missing = [asset_id for asset_id in asset_ids if asset_id not in rows]
     if missing and len(missing) == len(asset_ids):
         raise CoinCapResponseError(
             f"CoinCap returned none of the configured assets ({', '.join(missing)}); "
@@ -103,104 +185,204 @@ def assets(asset_ids: Sequence[str], client: CoinCapClient) -> Iterator[list[dic
             "check COINCAP_ASSET_IDS",
             ", ".join(missing),
         )
-    logger.info(
-        "fetched %d assets from CoinCap at %s (CoinCap timestamp %d)",
-        len(rows),
-        client.base_url,
-        body["timestamp"],
-    )
-    yield [{**row, TIMESTAMP_FIELD: body["timestamp"]} for row in rows]
+    return list(rows.values())
 
 
-@dlt.transformer(
-    name="asset_history",
-    primary_key=("asset_id", "time"),
-    write_disposition="merge",
-    columns=HISTORY_COLUMNS,
-)
+def _with_text_values(item: dict[str, Any], text_fields: Sequence[str]) -> dict[str, Any]:
+    """`item` with every number and boolean as its JSON text, and objects in `text_fields` too:
+    raw keeps each value as sent, and a field whose type changes never splits into two columns."""
+    out = {}
+    for key, value in item.items():
+        nested = isinstance(value, (dict, list))
+        if isinstance(value, (bool, int)) or (key in text_fields and nested):
+            value = json.dumps(value)
+        out[key] = value
+    return out
+
+
+@dlt.transformer(name="asset_history")
 def asset_history(
-    snapshot: list[dict[str, Any]], client: CoinCapClient, backfill_days: int
-) -> Iterator[list[dict[str, Any]]]:
+    snapshot: list[dict[str, Any]],
+    client: CoinCapClient,
+    backfill_days: int,
+    series_ends: dict[str, int],
+    max_requests: int,
+) -> Iterator[Any]:
     """The 5-minute points (`/assets/{id}/history?interval=m5`) each asset's series lacks.
 
-    The resource state keeps, per asset, the CoinCap time up to which its series is complete.
-    CoinCap's clock (the snapshot's `timestamp`) decides what is missing, never this machine's,
-    so a skewed host clock neither invents nor hides a gap. A gap is a 5-minute slot of the UTC
-    clock with no point between that mark and now: two missed cycles, or one cycle skipped while
-    the clock crossed two slot boundaries. No gap: no request. A history
-    request that fails after its retries leaves the asset's mark where it was, so the next
-    cycle asks for the same hole again; the snapshot still loads. It also ends this cycle's
-    history requests, so a failing CoinCap costs one retry budget per cycle, not one per asset.
-    State is saved with the load, so a cycle killed mid-backfill leaves the mark unmoved and the
-    next cycle fetches it again; the merge on (asset_id, time) keeps re-fetched points from
-    doubling.
+    What is missing is decided on CoinCap's clock (the snapshot's `timestamp`), never this
+    machine's, from two marks per asset in the resource state and one from the warehouse:
+    `asked_until` (history asked up to here: whatever CoinCap sent for those slots, they are
+    never asked again), `seen_until` (the newest snapshot), and the end of the newest slot of
+    marts.fct_asset_price_history (`series_ends`: what dbt accepted). A snapshot dbt held back
+    leaves its slot empty in the mart, so the next cycle asks history for it, once. A gap is a
+    5-minute slot of the UTC clock with no point between the mark and now.
+
+    At most `max_requests` history requests per cycle, oldest windows first; the rest are
+    recorded as deferred and asked in the next cycles. The first request that fails after its
+    retries ends this cycle's history requests (one retry budget per cycle, not one per asset).
+    Every window decided on is recorded in raw.asset_history_requests, so dbt can tell a hole
+    CoinCap was asked about (known or pending) from one nobody asked about (a fault).
     """
-    # create raw.asset_history even when a run loads no point, so dbt always finds the table
-    yield dlt.mark.materialize_table_schema()
-    complete_until: dict[str, int] = dlt.current.resource_state().setdefault("complete_until", {})
-    requests_before = client.requests_made
-    reasons: dict[str, list[str]] = {}
-    failed: str | None = None  # the asset whose history request failed after its retries
+    # create both tables even when a run loads no row, so dbt always finds them
+    for hints in (HISTORY_HINTS, REQUEST_HINTS):
+        yield dlt.mark.with_hints(
+            dlt.mark.materialize_table_schema(), hints, create_table_variant=True
+        )
+    state = dlt.current.resource_state()
+    legacy = state.pop("complete_until", {})  # state of versions before 0.4.0
+    seen: dict[str, int] = state.setdefault("seen_until", dict(legacy))
+    asked: dict[str, int] = state.setdefault("asked_until", dict(legacy))
+
+    plans: list[tuple[str, int, list[tuple[int, int]], str]] = []
     for asset in snapshot:
         asset_id, now = asset["id"], asset[TIMESTAMP_FIELD]
-        mark = complete_until.get(asset_id)
+        mark = _mark(seen.get(asset_id), asked.get(asset_id), series_ends.get(asset_id))
         if mark is None:
             after, reason = now - backfill_days * DAY_MS, f"backfill of {backfill_days} d"
         elif _slot(now) - _slot(mark) > HISTORY_INTERVAL_MS:
-            # a 5-minute slot between the last stored point and now has no point: fetch them
             after, reason = mark, f"gap of {(now - mark) / 3_600_000:.1f} h"
         else:
-            if _accepted_by_staging(asset):
-                complete_until[asset_id] = max(mark, now)
-            # else dbt holds this snapshot back (marts.fct_rejected_asset_prices): its slot stays
-            # empty, so the mark stays put and the next cycle fetches the slot from history
+            seen[asset_id] = max(seen.get(asset_id, now), now)
             continue
-        if failed:
-            # CoinCap is failing: asking for this asset's history too would cost another whole
-            # retry budget (up to 90 s) and could run into the next cycle. The mark stays put.
-            reasons.setdefault(f"not asked after {failed} failed", []).append(asset_id)
-            continue
-        try:
-            for window_start, window_end in _windows(after, now):
+        windows = list(_windows(after, now))
+        if windows:
+            plans.append((asset_id, now, windows, reason))
+        else:  # COINCAP_BACKFILL_DAYS=0: nothing to fetch
+            seen[asset_id] = asked[asset_id] = now
+    _log_estimate(plans, max_requests)
+
+    meter_before = (client.meter.requests, client.meter.credits)
+    records: list[dict[str, Any]] = []
+    reasons: dict[str, list[str]] = {}
+    budget = max_requests
+    stopped = False  # a request failed after its retries: no more history this cycle
+    for asset_id, now, windows, reason in plans:
+        left_for_later = None  # why part of this asset's windows waits for a later cycle
+        for i, (start, end) in enumerate(windows):
+            record = {"asset_id": asset_id, "window_start": start, "window_end": end}
+            if stopped or budget == 0:
+                records.append({**record, "outcome": "deferred"})
+                left_for_later = left_for_later or "deferred to the next cycles"
+                continue
+            budget -= 1
+            credits_before = client.meter.credits
+            try:
                 body = client.get(
                     f"/assets/{asset_id}/history",
-                    params={"interval": HISTORY_INTERVAL, "start": window_start, "end": window_end},
+                    params={"interval": HISTORY_INTERVAL, "start": start, "end": end},
                 )
-                yield [
-                    {**point, "asset_id": asset_id, TIMESTAMP_FIELD: body["timestamp"]}
-                    for point in parse_history(body, asset_id)
+                points = _history_rows(body, asset_id, start, end)
+            except CoinCapNotFoundError as exc:
+                logger.warning(
+                    "CoinCap has no history for %s (%s); its snapshots still load, and these "
+                    "slots are known holes (marts.fct_asset_price_gaps), never asked again",
+                    asset_id,
+                    exc.text or "HTTP 400/404",
+                )
+                spent = client.meter.credits - credits_before
+                records.append({**record, "outcome": "not_found", "coincap_credits": spent})
+                records += [
+                    {**record, "window_start": s, "window_end": e, "outcome": "not_found"}
+                    for s, e in windows[i + 1 :]
                 ]
-        except CoinCapUnavailableError as exc:
-            logger.warning(
-                "history for %s not fetched this cycle, nor for the assets after it that have a "
-                "gap; the next cycle retries: %s",
-                asset_id,
-                exc,
+                seen[asset_id] = asked[asset_id] = now
+                reason = "no history at CoinCap"
+                break
+            except (CoinCapUnavailableError, CoinCapResponseError) as exc:
+                # CoinCap is failing: asking more would cost another whole retry budget (up to
+                # 90 s each) and could run into the next cycle. This window's marks stay put.
+                logger.warning(
+                    "history for %s not fetched this cycle, nor for the assets after it that "
+                    "have a gap; the next cycle retries: %s",
+                    asset_id,
+                    exc,
+                )
+                spent = client.meter.credits - credits_before
+                records.append({**record, "outcome": "failed", "coincap_credits": spent})
+                stopped, left_for_later = True, "failed, asked again next cycle"
+                continue
+            yield dlt.mark.with_hints(points, HISTORY_HINTS, create_table_variant=True)
+            spent = client.meter.credits - credits_before
+            records.append(
+                {**record, "outcome": "fetched", "points": len(points), "coincap_credits": spent}
             )
-            failed = asset_id
-            continue
-        complete_until[asset_id] = now
-        reasons.setdefault(reason, []).append(asset_id)
+            seen[asset_id] = asked[asset_id] = end
+        reasons.setdefault(left_for_later or reason, []).append(asset_id)
+
+    if records:
+        timestamp = snapshot[0][TIMESTAMP_FIELD] if snapshot else 0
+        yield dlt.mark.with_hints(
+            [{**r, TIMESTAMP_FIELD: timestamp} for r in records],
+            REQUEST_HINTS,
+            create_table_variant=True,
+        )
     why = "; ".join(f"{reason} for {', '.join(ids)}" for reason, ids in reasons.items())
     logger.info(
-        "history: %d request(s) (%s)", client.requests_made - requests_before, why or "no gaps"
+        "history: %d request(s), %d credit(s) (%s)",
+        client.meter.requests - meter_before[0],
+        client.meter.credits - meter_before[1],
+        why or "no gaps",
     )
 
 
-def _accepted_by_staging(asset: dict[str, Any]) -> bool:
-    """Whether dbt will let this snapshot into the marts (and so fill its 5-minute slot)."""
+def _mark(seen: int | None, asked: int | None, series_end: int | None) -> int | None:
+    """The CoinCap time up to which an asset's series needs nothing from history: the newest
+    snapshot, unless the mart shows dbt accepted less (then history is asked for the rest, but
+    never again for what history was already asked for). None: nothing known, backfill."""
+    if seen is None:
+        return asked
+    if series_end is None:  # no mart yet, or the warehouse could not be read
+        return max(seen, asked or seen)
+    return max(asked or series_end, min(seen, series_end))
 
-    def fits(value: Any, pattern: re.Pattern[str], required: bool = False) -> bool:
-        if value is None or value == "":
-            return not required
-        return isinstance(value, str) and bool(pattern.fullmatch(value))
 
-    price = asset.get("priceUsd")
-    return (
-        fits(price, DECIMAL, required=True)
-        and Decimal(price) > 0
-        and fits(asset.get("rank"), RANK)
-        and all(fits(asset.get(field), DECIMAL) for field in OPTIONAL_DECIMALS)
+def _history_rows(
+    body: dict[str, Any], asset_id: str, start: int, end: int
+) -> list[dict[str, Any]]:
+    """The points of a history answer that can be keyed: objects whose `time` is whole
+    milliseconds inside the window asked for, once each. Others are left out with a warning
+    (their slots become known holes); every kept value is stored as sent."""
+    data = body["data"]
+    if not isinstance(data, list):
+        raise CoinCapResponseError(
+            f"CoinCap sent an unexpected response to /assets/{asset_id}/history: `data` is not a "
+            "list of points; check COINCAP_BASE_URL points at the v3 API"
+        )
+    rows: dict[int, dict[str, Any]] = {}
+    for point in data:
+        at = point.get("time") if isinstance(point, dict) else None
+        if isinstance(at, int) and not isinstance(at, bool) and start <= at <= end:
+            rows.setdefault(at, _with_text_values(point, HISTORY_TEXT_FIELDS))
+    if len(rows) < len(data):
+        logger.warning(
+            "CoinCap's history for %s held %d point(s) without a millisecond `time` inside the "
+            "window asked for, or repeated; left out",
+            asset_id,
+            len(data) - len(rows),
+        )
+    return [
+        {**row, "time": at, "asset_id": asset_id, TIMESTAMP_FIELD: body["timestamp"]}
+        for at, row in rows.items()
+    ]
+
+
+def _log_estimate(plans: list[tuple[str, int, list[tuple[int, int]], str]], limit: int) -> None:
+    """Before history is fetched: how many requests, and what they will cost in credits."""
+    windows = [window for _, _, ws, _ in plans for window in ws]
+    if not windows:
+        return
+    estimate = sum(
+        credits_for((end - start) // HISTORY_INTERVAL_MS * HISTORY_POINT_BYTES)
+        for start, end in windows
+    )
+    later = f"; {len(windows) - limit} deferred to the next cycles" if len(windows) > limit else ""
+    logger.info(
+        "history to fetch for %d asset(s): %d request(s), about %d credit(s)%s",
+        len(plans),
+        len(windows),
+        estimate,
+        later,
     )
 
 
@@ -215,3 +397,6 @@ def _windows(after: int, until: int) -> Iterator[tuple[int, int]]:
         end = min(after + HISTORY_WINDOW_MS, until)
         yield after + 1, end
         after = end
+
+
+__all__ = ["coincap", "CoinCapClient", "CoinCapError"]

@@ -44,3 +44,35 @@ HISTORY_INTERVAL_MS = 5 * 60 * 1000
 HISTORY_WINDOW_MS = 24 * 60 * 60 * 1000
 DEFAULT_BACKFILL_DAYS = 7
 HISTORY_TEXT_FIELDS = ("priceUsd", "date", "circulatingSupply")
+
+# Credits. CoinCap v3 bills by size: 1 credit per call plus 1 per 2,500 bytes of response (two
+# public summaries of the v3 docs agree, and one open-source pipeline budgets by payload size; see
+# ../shared/COINCAP.md). helpers.credits_for() is the one place this formula is applied.
+CREDITS_PER_CALL = 1
+BYTES_PER_CREDIT = 2500
+# Measured: a one-day m5 history window is about 42 KB (288 points, ~146 bytes each), about 18
+# credits. Used only to estimate a backfill's cost before it starts.
+HISTORY_POINT_BYTES = 146
+
+# An answer larger than this is not read further and not loaded: real answers are far smaller
+# (an /assets answer for 100 assets is ~50 KB, a one-day m5 window ~42 KB).
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+
+# CoinCap's `timestamp` is its clock for the figures and decides what history is missing. An
+# answer whose timestamp is further than this from this machine's clock (seconds instead of
+# milliseconds, a year ahead, beyond 64 bits) fails the cycle and loads nothing: a gap computed
+# from it would ask for years of history. Within the bound, CoinCap's clock still decides gaps.
+MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000
+
+# At most this many history requests in one cycle (COINCAP_MAX_HISTORY_REQUESTS overrides it):
+# a longer backfill or gap is spread over the next cycles, oldest windows first. 100 one-day
+# windows cost about 1,800 credits.
+DEFAULT_MAX_HISTORY_REQUESTS = 100
+
+# A 429 whose text says the plan's credits are used up is an exhausted quota, not a rate limit
+# (CoinCap's exact wording is unconfirmed: these words cover the reported variants). So is a 429
+# that lasts through one cycle's retries and into the next cycle's first request. Then each cycle
+# sends at most one probe, spaced out from 15 minutes, doubling, to 6 hours.
+QUOTA_WORDS = ("quota", "credit", "exhaust", "monthly")
+QUOTA_FIRST_PAUSE_S = 15 * 60
+QUOTA_MAX_PAUSE_S = 6 * 60 * 60

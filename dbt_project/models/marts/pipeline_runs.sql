@@ -21,6 +21,7 @@ final as (
         load_ids,
         rows_loaded,
         coincap_requests,
+        coincap_credits,
         pending_packages_loaded,
         started_at,
         finished_at

@@ -2,9 +2,15 @@
     build: until then this view is empty (with the same columns and types), and the next build
     points it at the table. -#}
 {%- set runs_table = source('pipeline', 'pipeline_runs') %}
-{%- set exists = not execute or adapter.get_relation(
+{%- set relation = adapter.get_relation(
     database=runs_table.database, schema=runs_table.schema, identifier=runs_table.identifier
-) is not none %}
+) if execute else none %}
+{%- set exists = not execute or relation is not none %}
+{#- coincap_credits arrived in 0.4.0: a run log written before has no such column until the
+    first run-log row after the upgrade, which comes after that cycle's build -#}
+{%- set has_credits = not execute or (relation is not none and 'coincap_credits' in (
+    adapter.get_columns_in_relation(relation) | map(attribute='name') | list
+)) %}
 
 with
 
@@ -29,6 +35,7 @@ source as (
         cast(null as text) as source_freshness,
         cast(null as bigint) as rows_loaded,
         cast(null as bigint) as coincap_requests,
+        cast(null as bigint) as coincap_credits,
         cast(null as bigint) as pending_packages_loaded,
         cast(null as text) as load_ids,
         cast(null as text) as error,
@@ -58,6 +65,11 @@ renamed as (
         -- numerics
         cast(rows_loaded as bigint) as rows_loaded,
         cast(coincap_requests as bigint) as coincap_requests,
+        {% if has_credits -%}
+            cast(coincap_credits as bigint) as coincap_credits,
+        {%- else -%}
+            cast(null as bigint) as coincap_credits,
+        {%- endif %}
         cast(pending_packages_loaded as bigint) as pending_packages_loaded,
 
         -- timestamps (UTC)
