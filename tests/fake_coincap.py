@@ -15,6 +15,18 @@ or it is answered 401.
         fake.delay = 0.5
         fake.requests               # every request seen: method, path, query, headers, at, status
 
+Recorded reality (../shared/COINCAP.md), for the tests of credits and odd answers:
+
+    fake = FakeCoinCap(api_key=..., recorded_style=True)
+        # numbers as recorded v3 answers print them: "80399.570000000006984919" (18 decimals of
+        # a float) and shortest-form vwap/changePercent ("1.58e-05" below 1e-4)
+    fake.unknown_ids = "404"              # or "400": refuse a whole ids= request naming them
+    fake.history_supply_as_number = True  # circulatingSupply as a JSON number
+    fake.history_hook = f                 # f(asset_id, points) -> points: hostile history
+    Scripted(429, QUOTA_EXHAUSTED_BODY)   # a 429 that says the plan's credits are used up
+    fake.credits_billed()                 # 1 credit per answered request + 1 per 2,500 bytes
+    fake.requests[i].response_bytes       # each answer's size as sent
+
 Scripted responses are served first-in first-out, one per request (any path), before the normal
 answer; ``fake.reset()`` drops them and the extra fields and delay.
 
@@ -159,6 +171,36 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
 
 ALL_DEFAULT_IDS = [a["id"] for a in DEFAULT_ASSETS]
 
+# What recorded v3 answers look like (../shared/COINCAP.md): numbers printed from 64-bit floats,
+# these fields with 18 decimal places ("80399.570000000006984919" is exactly a float) ...
+FLOAT_18_FIELDS = ("supply", "maxSupply", "marketCapUsd", "volumeUsd24Hr", "priceUsd")
+# ... and these in the shortest form that reads back as the same float ("88305.90262468117",
+# "1.58e-05" below 1e-4).
+FLOAT_SHORT_FIELDS = ("changePercent24Hr", "vwap24Hr")
+
+# A 429 that says the plan's credits are used up. CoinCap's exact wording is unconfirmed; this is
+# the shape public reports give (an `error` text naming the monthly credits).
+QUOTA_EXHAUSTED_BODY = {
+    "error": "You have used all of your monthly API credits. Upgrade your plan to continue."
+}
+
+
+def recorded_style(asset: dict) -> dict:
+    """`asset` with its numbers printed the way recorded v3 answers print them."""
+    out = dict(asset)
+    for name in FLOAT_18_FIELDS:
+        if isinstance(out.get(name), str) and out[name]:
+            out[name] = f"{float(out[name]):.18f}"
+    for name in FLOAT_SHORT_FIELDS:
+        if isinstance(out.get(name), str) and out[name]:
+            out[name] = repr(float(out[name]))
+    return out
+
+
+def credits_for_bytes(n_bytes: int | None) -> int:
+    """CoinCap's reported bill for one request: 1 credit plus 1 per 2,500 bytes of answer."""
+    return 1 + -(-(n_bytes or 0) // 2500)
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -189,6 +231,7 @@ class RecordedRequest:
     headers: dict[str, str]
     at: float  # time.monotonic()
     status: int | None = None  # what the fake answered (None: not answered yet, or held)
+    response_bytes: int | None = None  # the body's size as sent (None: not answered)
 
     @property
     def history_asset(self) -> str | None:
@@ -261,9 +304,19 @@ class FakeCoinCap:
         assets: list[dict] | None = None,
         timestamp_ms: int | None = None,
         prices_follow_clock: bool = False,
+        recorded_style: bool = False,
     ):
         self.api_key = api_key
         self.prices_follow_clock = prices_follow_clock
+        # numbers as recorded v3 answers print them (18-decimal and shortest float strings)
+        self.recorded_style = recorded_style
+        # how /assets?ids= answers ids it does not know: "omit" them, or refuse the whole
+        # request with 404 or 400 naming them (both are reported; v3's choice is unconfirmed)
+        self.unknown_ids = "omit"
+        # history's circulatingSupply as a JSON number (one v3 schema types it so)
+        self.history_supply_as_number = False
+        # a function (asset_id, points) -> points that rewrites history answers (hostile points)
+        self.history_hook: Any = None
         self.history_max_range_ms = DAY_MS
         self._lock = threading.Lock()
         self._assets: dict[str, dict] = {}
@@ -403,6 +456,9 @@ class FakeCoinCap:
             self.extra_fields = {}
             self.snapshot_overrides = {}
             self.delay = 0.0
+            self.unknown_ids = "omit"
+            self.history_supply_as_number = False
+            self.history_hook = None
             self._history_failures.clear()
             self._history_always.clear()
         self.release()
@@ -411,6 +467,12 @@ class FakeCoinCap:
         """Forget the requests seen; history requests are counted from here again."""
         with self._lock:
             self.requests.clear()
+
+    def credits_billed(self) -> int:
+        """What CoinCap would bill for the requests seen (since reset_requests()): 1 credit per
+        answered request plus 1 per 2,500 bytes of its answer (../shared/COINCAP.md)."""
+        with self._lock:
+            return sum(credits_for_bytes(r.response_bytes) for r in self.requests if r.status)
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         with self._lock:
@@ -465,6 +527,8 @@ class FakeCoinCap:
                 with localcontext(prec=60):
                     cap = Decimal(out["priceUsd"]) * Decimal(asset["supply"])
                     out["marketCapUsd"] = f"{cap.quantize(Q16):f}"
+        if self.recorded_style:
+            out = recorded_style(out)
         out.update(copy.deepcopy(self.extra_fields))
         out.update(copy.deepcopy(self.snapshot_overrides.get(asset["id"], {})))
         return out
@@ -496,16 +560,20 @@ class FakeCoinCap:
             if scripted.delay:
                 time.sleep(scripted.delay)
             record.status = scripted.status
-            self._send(handler, scripted.status, *scripted.encoded(), scripted.headers)
+            payload, content_type = scripted.encoded()
+            record.response_bytes = len(payload)
+            self._send(handler, scripted.status, payload, content_type, scripted.headers)
             return
         auth = headers.get("authorization", "")
         if auth != f"Bearer {self.api_key}" and query.get("apiKey") != self.api_key:
             record.status = 401
-            self._json(handler, 401, {"error": "Unauthorized. Please provide a valid API key."})
+            record.response_bytes = self._json(
+                handler, 401, {"error": "Unauthorized. Please provide a valid API key."}
+            )
             return
         status, body = self._route(parts.path.rstrip("/"), query)
         record.status = status
-        self._json(handler, status, body)
+        record.response_bytes = self._json(handler, status, body)
 
     def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
         segments = [s for s in path.split("/") if s]
@@ -519,6 +587,9 @@ class FakeCoinCap:
         if segments == ["assets"]:
             if "ids" in query:
                 wanted = [i.strip() for i in query["ids"].split(",") if i.strip()]
+                unknown = [i for i in wanted if i not in assets]
+                if unknown and self.unknown_ids in ("404", "400"):
+                    return int(self.unknown_ids), {"error": f"{','.join(unknown)} not found"}
                 data = [assets[i] for i in wanted if i in assets]
             else:
                 data = list(assets.values())
@@ -561,7 +632,9 @@ class FakeCoinCap:
         else:
             end, start = ts, ts - min(DAY_MS, self.history_max_range_ms)
         first = -(-start // step) * step  # first point of the grid at or after start
-        supply = asset.get("supply")
+        supply: Any = asset.get("supply")
+        if supply and self.history_supply_as_number:
+            supply = float(supply)
         points = [
             {
                 "priceUsd": price_usd(asset, t),
@@ -571,11 +644,18 @@ class FakeCoinCap:
             }
             for t in range(first, min(end, ts) + 1, step)
         ]
+        if self.recorded_style:
+            for point in points:
+                point["priceUsd"] = f"{float(point['priceUsd']):.18f}"
+        if self.history_hook is not None:
+            points = self.history_hook(asset["id"], points)
         return 200, {"data": points, "timestamp": ts}
 
     @staticmethod
-    def _json(handler, status: int, body: Any) -> None:
-        FakeCoinCap._send(handler, status, json.dumps(body).encode(), "application/json", {})
+    def _json(handler, status: int, body: Any) -> int:
+        payload = json.dumps(body).encode()
+        FakeCoinCap._send(handler, status, payload, "application/json", {})
+        return len(payload)
 
     @staticmethod
     def _send(

@@ -354,11 +354,11 @@ FAILURES = {
         ["error:", "unexpected response"],
     ),
     "json-without-data": (
-        {"queue": [Scripted(200, {"timestamp": 1764325200000})]},
+        {"queue": [Scripted(200, {"timestamp": now_ms()})]},
         ["error:", "unexpected response"],
     ),
     "data-not-a-list": (
-        {"queue": [Scripted(200, {"data": {"id": "bitcoin"}, "timestamp": 1764325200000})]},
+        {"queue": [Scripted(200, {"data": {"id": "bitcoin"}, "timestamp": now_ms()})]},
         ["error:", "unexpected response"],
     ),
     "503-every-time": (

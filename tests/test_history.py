@@ -13,7 +13,7 @@ Assertions are on what a user sees: rows in `marts.fct_asset_price_history` and
 received (count, start, end: credits cost money), exit statuses and the run log's `history:` line.
 
 `week` (one warehouse per engine, shared by the read-only checks) runs three cycles on a CoinCap
-clock two days behind the machine's: a first cycle with the real 7-day backfill, a cycle 5 minutes
+clock 12 hours behind the machine's: a first cycle with the real 7-day backfill, a cycle 5 minutes
 later, and a cycle after 3 hours of CoinCap time without cycles. The retry and kill scenarios each
 get a fresh warehouse with a 2-day backfill (20 windows: enough to fail or die in the middle).
 """
@@ -61,7 +61,7 @@ HOUR_MS = 3_600_000
 ASSETS = list(DEFAULT_ASSET_IDS)  # the ten default assets: 10 x 7 = 70 backfill requests
 POINTS_PER_DAY = DAY_MS // GRID  # 288
 # CoinCap time in these tests is this far behind the machine's (host clock skew, test 6)
-SKEW_MS = 2 * DAY_MS
+SKEW_MS = 12 * HOUR_MS  # within the 24 h ingest/coincap/settings.py allows (MAX_CLOCK_SKEW_MS)
 # ... and sits this far into a 5-minute slot: nothing lands on the grid by accident
 OFF_GRID_MS = 2 * 60_000 + 3_457
 
@@ -284,7 +284,7 @@ def read_daily(wh: Warehouse) -> dict[tuple[str, date], tuple] | str:
 
 @pytest.fixture(scope="module", params=ENGINES)
 def week(request, tmp_path_factory):
-    """Five cycles on one warehouse, CoinCap's clock SKEW_MS (2 days) behind the machine's:
+    """Five cycles on one warehouse, CoinCap's clock SKEW_MS (12 hours) behind the machine's:
     T1 (empty warehouse: 7-day backfill), T2 = T1 + 5 min, T3 = T2 + 3 h (a gap), then two
     cycles about 5 minutes apart whose timestamps jitter across slot edges: T4 is 4 min 59 s
     into the slot after T3's, T5 = T4 + 5 min 2 s is 1 s into the slot after next.
@@ -403,8 +403,8 @@ def test_three_hours_without_cycles_then_one_fills_exactly_the_gap(week):
 
 
 def test_host_clock_skew_neither_invents_nor_hides_a_gap(week):
-    """CoinCap's clock runs 2 days behind the machine's. Cycle 2 (CoinCap +5 min) must make no
-    history request although the machine's clock is 2 days past the newest point (no invented
+    """CoinCap's clock runs 12 hours behind the machine's. Cycle 2 (CoinCap +5 min) must make no
+    history request although the machine's clock is 12 hours past the newest point (no invented
     gap), and cycle 3 (CoinCap +3 h, a few seconds on the machine's clock) must fill the 3 hours
     (no hidden gap); no point is ever asked for or stored after CoinCap's time."""
     stack, times = week["stack"], week["t"]
@@ -473,8 +473,8 @@ def test_cycles_a_little_more_than_5_minutes_apart_leave_no_hole(week):
 # --------------------------------------------------------------------------- fresh warehouses
 @pytest.fixture(params=ENGINES)
 def fresh(request, tmp_path):
-    """An empty warehouse and a fake CoinCap one day behind the machine; 2-day backfill."""
-    stack = new_stack(request, tmp_path, request.param, coincap_start_time(DAY_MS), 2)
+    """An empty warehouse and a fake CoinCap 20 hours behind the machine; 2-day backfill."""
+    stack = new_stack(request, tmp_path, request.param, coincap_start_time(20 * HOUR_MS), 2)
     try:
         yield stack
     finally:
