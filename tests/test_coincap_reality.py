@@ -160,6 +160,8 @@ def _body(install: Install, **changes) -> dict:
 HOSTILE_TIMESTAMPS = {
     "in seconds": lambda t: t // 1000,
     "a year ahead": lambda t: t + 365 * DAY_MS,
+    # the host clock two days off looks the same: one of the clocks is wrong, so say so loudly
+    "two days behind": lambda t: t - 2 * DAY_MS,
     "beyond 64 bits": lambda t: 2**70,
     "a float": lambda t: float(t),
     "a string": lambda t: str(t),
