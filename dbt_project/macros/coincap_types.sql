@@ -144,3 +144,22 @@
 {% macro duckdb__timestamptz_to_epoch_ms(column_name) -%}
     epoch_ms({{ column_name }})
 {%- endmacro %}
+
+
+{#- A lateral set of the `interval_minutes` slots from `first_slot` to `last_at` (both
+    `timestamp with time zone`, inclusive), one row per slot in column `slot_column`:
+    `cross join lateral {{ grid_slots('first_at', 'last_at', 5, 'slot_at') }}`. -#}
+{% macro grid_slots(first_slot, last_at, interval_minutes, slot_column) -%}
+    {{ return(adapter.dispatch('grid_slots', 'coincap_elt')(
+        first_slot, last_at, interval_minutes, slot_column)) }}
+{%- endmacro %}
+
+{#- PostgreSQL's generate_series over timestamps. DuckDB accepts the same lateral call (checked
+    with DuckDB 1.x and 2.0), so it needs no override of its own. -#}
+{% macro default__grid_slots(first_slot, last_at, interval_minutes, slot_column) -%}
+    generate_series(
+        {{ first_slot }},
+        {{ last_at }},
+        interval '{{ interval_minutes }} minutes'
+    ) as slots ({{ slot_column }})
+{%- endmacro %}
