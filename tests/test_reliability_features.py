@@ -39,11 +39,16 @@ WRONG_KEY = "wrong-key-0b7e2f"
 
 # asset -> (CoinCap field, value sent, mart column, reason) of the values that are not numbers
 BAD_VALUES = {
-    "bitcoin": ("priceUsd", "NaN", "price_usd", "price_usd: not a decimal number"),
+    "bitcoin": ("priceUsd", "NaN", "price_usd", "price_usd: not a number"),
     "ethereum": ("priceUsd", "", "price_usd", "price_usd: missing"),
-    "solana": ("priceUsd", "abc", "price_usd", "price_usd: not a decimal number"),
-    "cosmos": ("priceUsd", "1e400", "price_usd", "price_usd: not a decimal number"),
-    "cardano": ("supply", "Infinity", "supply", "supply: not a decimal number"),
+    "solana": ("priceUsd", "abc", "price_usd", "price_usd: not a number"),
+    "cosmos": (
+        "priceUsd",
+        "1e400",
+        "price_usd",
+        "price_usd: out of range (more than 20 integer digits after rounding to 18 decimals)",
+    ),
+    "cardano": ("supply", "Infinity", "supply", "supply: not a number"),
 }
 
 

@@ -1,8 +1,10 @@
 {#-
     Checks of CoinCap's raw strings before they are cast, so that one value that is not a number
-    ("NaN", "abc", "1e400", "Infinity") holds back its own row instead of failing the whole build.
+    ("NaN", "abc", "Infinity") or does not fit ("1e400") holds back its own row instead of failing
+    the whole build.
     Each *_problem macro returns a SQL expression: null when the value is fine, else a short reason
-    that analysts read in marts.fct_rejected_asset_prices. Same results on DuckDB and Postgres.
+    that analysts read in marts.fct_rejected_asset_prices and marts.fct_rejected_asset_history.
+    Same verdicts and values on DuckDB and Postgres.
 -#}
 
 {#- Whether the whole string matches `pattern` (a regular expression without anchors). -#}
@@ -19,17 +21,23 @@
 {%- endmacro %}
 
 
-{#- A decimal string as CoinCap sends them ("-1.2345", "96239.8456418046889309"), no exponent, and
-    at most 22 integer digits: what numeric(38, 16) holds (coincap_decimal). Null and "" mean "no
-    value": fine for nullable fields, "missing" when `required`. `positive`: above zero too. -#}
+{#- A number as CoinCap sends them, plain or in exponent form ("96239.845641804688930900",
+    "1.58e-05", "-2.5e-3", "+1E+3"), that fits numeric(38, 18) after rounding to 18 decimals: what
+    coincap_decimal returns non-null for. Null and "" mean "no value": fine for nullable fields,
+    "missing" when `required`. `positive`: above zero too, after rounding ("1e-19" rounds to 0).
+    Surrounding whitespace is not accepted: CoinCap sends none, and " 1" is not a value as sent. -#}
 {% macro coincap_decimal_problem(column_name, required=false, positive=false) -%}
     case
         when {{ column_name }} is null or {{ column_name }} = ''
             then {{ "'missing'" if required else "cast(null as text)" }}
-        when not {{ matches_regex(column_name, '-?[0-9]+([.][0-9]+)?') }}
-            then 'not a decimal number'
-        when not {{ matches_regex(column_name, '-?0*[0-9]{1,22}([.][0-9]+)?') }}
-            then 'too large: more than 22 integer digits'
+        when not {{ matches_regex(column_name, coincap_number_pattern()) }}
+            then 'not a number'
+        when {{ matches_regex(column_name, '.*[eE][+-]?[0-9]{4,}') }}
+            then 'out of range (an exponent of more than 3 digits)'
+        when length({{ column_name }}) > 1000
+            then 'out of range (longer than 1000 characters)'
+        when {{ coincap_decimal(column_name) }} is null
+            then 'out of range (more than 20 integer digits after rounding to 18 decimals)'
         {%- if positive %}
         when {{ coincap_decimal(column_name) }} <= 0
             then 'not above zero'

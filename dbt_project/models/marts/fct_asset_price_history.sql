@@ -13,7 +13,7 @@
 
 {%- set interval_minutes = var('price_interval_minutes') %}
 
--- The continuous 5-minute series: CoinCap's history points where the ingest fetched them
+-- The continuous 5-minute series: CoinCap's accepted history points where the ingest fetched them
 -- (backfill, outages), the snapshots of fct_asset_prices everywhere else. Each snapshot belongs
 -- to the slot its observed_at falls in (floored to the grid); a slot with a history point takes
 -- it, otherwise the slot's latest snapshot.
@@ -23,6 +23,10 @@ with
 asset_history as (
 
     select * from {{ ref('stg_coincap__asset_history') }}
+
+    -- only accepted points; the others are in marts.fct_rejected_asset_history, and their slot
+    -- takes the slot's snapshot if there is one
+    where rejected_fields is null
 
 ),
 

@@ -8,8 +8,20 @@
     each series, the hole between its last older point and them (found through the table's key index),
     so the cost does not grow with history; `--vars '{data_tests_scope: all}'` checks it all
     (macros/test_scope.sql).
+
+    excused_by (a relation with the partition column and `window_start_at`, `window_end_at`,
+    e.g. ref('stg_coincap__asset_history_requests')): a hole is excused when its first and its
+    last missing timestamp each lie inside one of the partition's windows (ends inclusive), i.e.
+    someone asked for that data and recorded the answer. Holes nobody asked about still fail.
 -#}
-{% test continuous_series(model, column_name, partition_by, interval_minutes=5, recent=false) %}
+{% test continuous_series(
+    model,
+    column_name,
+    partition_by,
+    interval_minutes=5,
+    recent=false,
+    excused_by=none
+) %}
 
 {%- set scoped = recent and not data_tests_scope_is_all() %}
 
@@ -97,14 +109,66 @@ holes as (
     select
         series_id,
         previous_at,
-        next_at
+        next_at,
+        previous_at + interval '{{ interval_minutes }} minutes' as first_missing_at,
+        next_at - interval '{{ interval_minutes }} minutes' as last_missing_at
 
     from ordered
 
     where next_at > previous_at + interval '{{ interval_minutes }} minutes'
 
-)
+),
 
-select * from holes
+{% if excused_by is not none -%}
+windows as (
+
+    select
+        {{ partition_by }} as series_id,
+        window_start_at,
+        window_end_at
+
+    from {{ excused_by }}
+
+),
+
+unexcused_holes as (
+
+    select
+        series_id,
+        previous_at,
+        next_at
+
+    from holes
+
+    where not (
+        exists (
+            select 1
+            from windows
+            where windows.series_id = holes.series_id
+              and holes.first_missing_at between windows.window_start_at and windows.window_end_at
+        )
+        and exists (
+            select 1
+            from windows
+            where windows.series_id = holes.series_id
+              and holes.last_missing_at between windows.window_start_at and windows.window_end_at
+        )
+    )
+
+)
+{%- else -%}
+unexcused_holes as (
+
+    select
+        series_id,
+        previous_at,
+        next_at
+
+    from holes
+
+)
+{%- endif %}
+
+select * from unexcused_holes
 
 {% endtest %}

@@ -1,8 +1,30 @@
+{#- CoinCap's numeric fields of a history point (raw column: staging column), checked before they
+    are cast, by the same rules as the assets' (macros/coincap_validation.sql). -#}
+{%- set checked_fields = {
+    'price_usd': 'price_usd',
+    'circulating_supply': 'circulating_supply',
+} %}
+
 with
 
 source as (
 
     select * from {{ source('coincap', 'asset_history') }}
+
+),
+
+-- a point whose price is missing, not a number, out of range or not above zero, or whose
+-- supply (optional; it may arrive as a JSON number's text, "1.95e7") is not a number or out of
+-- range, is held back (rejected_fields is not null): marts.fct_rejected_asset_history
+checked as (
+
+    select
+        *,
+        {{ coincap_decimal_problem('price_usd', required=true, positive=true) }}
+            as price_usd_problem,
+        {{ coincap_decimal_problem('circulating_supply') }} as circulating_supply_problem
+
+    from source
 
 ),
 
@@ -12,9 +34,12 @@ renamed as (
         -- ids
         asset_id,
 
-        -- numerics: exact decimals, never floats
-        {{ coincap_decimal('price_usd') }} as price_usd,
-        {{ coincap_decimal('circulating_supply') }} as circulating_supply,
+        -- numerics: exact decimals, never floats; null where the value was rejected
+        {%- for raw, column in checked_fields.items() %}
+        case
+            when {{ raw }}_problem is null then {{ coincap_decimal(raw) }}
+        end as {{ column }},
+        {%- endfor %}
 
         -- timestamps (UTC)
         {{ epoch_ms_to_timestamptz('time') }} as price_at,
@@ -25,9 +50,27 @@ renamed as (
         time as price_at_epoch_ms,
 
         -- load metadata
-        _dlt_load_id as load_id
+        _dlt_load_id as load_id,
 
-    from source
+        -- validation: null on accepted points (concat_ws skips nulls)
+        nullif(concat_ws(', '
+            {%- for raw, column in checked_fields.items() %},
+            case when {{ raw }}_problem is not null then '{{ column }}' end
+            {%- endfor %}
+        ), '') as rejected_fields,
+        nullif(concat_ws('; '
+            {%- for raw, column in checked_fields.items() %},
+            case when {{ raw }}_problem is not null
+                then '{{ column }}=' || coalesce('"' || left({{ raw }}, 40) || '"', 'null') end
+            {%- endfor %}
+        ), '') as rejected_values,
+        nullif(concat_ws('; '
+            {%- for raw, column in checked_fields.items() %},
+            case when {{ raw }}_problem is not null then '{{ column }}: ' || {{ raw }}_problem end
+            {%- endfor %}
+        ), '') as rejection_reason
+
+    from checked
 
 )
 

@@ -18,15 +18,16 @@ source as (
 
 ),
 
--- a value that cannot be a number holds back its row (rejected_fields is not null) instead of
--- failing the cast for every row: the price must be a positive decimal, the other numbers may
--- be null or "" (no value) but nothing else
+-- a value that is not a number, or does not fit numeric(38, 18), holds back its row
+-- (rejected_fields is not null) instead of failing the cast for every row: the price must be
+-- above zero, the other numbers may be null or "" (no value) but nothing else
 checked as (
 
     select
         *,
         {{ coincap_rank_problem('rank') }} as rank_problem,
-        {{ coincap_decimal_problem('price_usd', required=true, positive=true) }} as price_usd_problem,
+        {{ coincap_decimal_problem('price_usd', required=true, positive=true) }}
+            as price_usd_problem,
         {{ coincap_decimal_problem('market_cap_usd') }} as market_cap_usd_problem,
         {{ coincap_decimal_problem('volume_usd24_hr') }} as volume_usd24_hr_problem,
         {{ coincap_decimal_problem('supply') }} as supply_problem,
@@ -51,13 +52,11 @@ renamed as (
 
         -- numerics: exact decimals, never floats; null where the value was rejected
         case when rank_problem is null then cast(nullif(rank, '') as integer) end as rank,
-        case when price_usd_problem is null then {{ coincap_decimal('price_usd') }} end as price_usd,
-        case when market_cap_usd_problem is null then {{ coincap_decimal('market_cap_usd') }} end as market_cap_usd,
-        case when volume_usd24_hr_problem is null then {{ coincap_decimal('volume_usd24_hr') }} end as volume_usd_24h,
-        case when supply_problem is null then {{ coincap_decimal('supply') }} end as supply,
-        case when max_supply_problem is null then {{ coincap_decimal('max_supply') }} end as max_supply,
-        case when change_percent24_hr_problem is null then {{ coincap_decimal('change_percent24_hr') }} end as change_percent_24h,
-        case when vwap24_hr_problem is null then {{ coincap_decimal('vwap24_hr') }} end as vwap_24h,
+        {%- for raw, column in checked_fields.items() if raw != 'rank' %}
+        case
+            when {{ raw }}_problem is null then {{ coincap_decimal(raw) }}
+        end as {{ column }},
+        {%- endfor %}
 
         -- timestamps (UTC)
         {{ epoch_ms_to_timestamptz('coincap_timestamp') }} as observed_at,
