@@ -44,7 +44,9 @@
         {%- endfor -%}
     {%- endif -%}
     {%- if statements -%}
-        {{ log('widening ' ~ statements | length ~ ' mart column(s) to numeric(38, 18)', info=true) }}
+        {{ log(
+            'widening ' ~ statements | length ~ ' mart column(s) to numeric(38, 18)', info=true
+        ) }}
     {%- endif -%}
     {{ return(statements | join(';\n') if statements else 'select 1') }}
 {%- endmacro %}

@@ -1,6 +1,7 @@
-{#- The ingest declares raw.asset_history_requests on every run from 0.4.0 on. A `dbt build` run by
-    hand on a warehouse the new ingest has not loaded yet finds no table: then this view is empty
-    (with the same columns) instead of failing the build. In a unit test the source is a fixture. -#}
+{#- The ingest declares raw.asset_history_requests on every run from 0.4.0 on. A `dbt build` run
+    by hand on a warehouse the new ingest has not loaded yet finds no table: then this view is
+    empty (with the same columns) instead of failing the build. In a unit test the source is a
+    fixture. -#}
 {%- set requests_source = source('coincap', 'asset_history_requests') %}
 {%- if requests_source is string or not execute %}
     {%- set has_requests_table = true %}
