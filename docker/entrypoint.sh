@@ -8,8 +8,11 @@
 #   2. gives the job a way to the container's stdout/stderr: two FIFOs in $COINCAP_JOB_DIR, owned by
 #      the job user, relayed by `cat` processes of this script. (A non-root job cannot open
 #      /proc/1/fd/1: /proc/<pid>/fd of a root process is not accessible to other users.)
-#   3. optionally starts one cycle at once (COINCAP_RUN_ON_START, default true), so the warehouse
-#      and the health check do not wait for the first 5-minute tick.
+#   3. installs the job line with the schedule PIPELINE_SCHEDULE (five cron fields, default
+#      '*/5 * * * *'; anything else stops the container with one `error:` line): the schedule
+#      fields of the job line in $COINCAP_CRONTAB are rewritten, the command stays the repo's;
+#   4. optionally starts one cycle at once (COINCAP_RUN_ON_START, default true), so the warehouse
+#      and the health check do not wait for the first tick.
 # If cron or a relay dies, the container stops (non-zero) and its restart policy brings it back.
 # On SIGTERM/SIGINT it stops cron, lets a running cycle finish (up to COINCAP_STOP_TIMEOUT seconds;
 # compose's stop_grace_period is longer), then exits 0.
@@ -23,6 +26,7 @@ APP_DIR="${COINCAP_HOME:-/app}"
 CRONTAB_FILE="${COINCAP_CRONTAB:-/etc/cron.d/coincap}"
 RUN_DIR="${COINCAP_RUN_DIR:-$APP_DIR/data}"
 STOP_TIMEOUT="${COINCAP_STOP_TIMEOUT:-540}"
+SCHEDULE="${PIPELINE_SCHEDULE:-*/5 * * * *}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf '%(%Y-%m-%dT%H:%M:%SZ)T entrypoint: %s\n' -1 "$*" >&2; }
@@ -35,6 +39,58 @@ as_job_user() {
     setpriv --reuid="$JOB_USER" --regid="$JOB_USER" --init-groups -- "$@"
 }
 
+# One cron field: items separated by commas, each `*`, N, N-M or a three-letter name (months,
+# days), optionally `/STEP`; numbers within [lo, hi].
+valid_cron_field() { # field lo hi
+  local item base step start end
+  local -a items
+  IFS=, read -r -a items <<<"$1"
+  [[ "$1" != *, && "$1" != ,* && "$1" != *,,* && ${#items[@]} -gt 0 ]] || return 1
+  for item in "${items[@]}"; do
+    [[ "$item" =~ ^(\*|[0-9]+(-[0-9]+)?|[A-Za-z]{3}(-[A-Za-z]{3})?)(/([0-9]+))?$ ]] || return 1
+    base="${BASH_REMATCH[1]}" step="${BASH_REMATCH[5]}"
+    if [[ -n "$step" ]] && ((10#$step < 1)); then return 1; fi
+    if [[ "$base" =~ ^([0-9]+)(-([0-9]+))?$ ]]; then
+      start=$((10#${BASH_REMATCH[1]})) end=$((10#${BASH_REMATCH[3]:-${BASH_REMATCH[1]}}))
+      ((start >= $2 && end <= $3 && start <= end)) || return 1
+    fi
+  done
+}
+
+valid_schedule() {
+  local -a fields
+  read -r -a fields <<<"$1"
+  ((${#fields[@]} == 5)) || return 1
+  valid_cron_field "${fields[0]}" 0 59 && valid_cron_field "${fields[1]}" 0 23 \
+    && valid_cron_field "${fields[2]}" 1 31 && valid_cron_field "${fields[3]}" 1 12 \
+    && valid_cron_field "${fields[4]}" 0 7
+}
+
+# The job line of the crontab with its five schedule fields replaced; the command, the user and
+# every variable line stay as the repo's crontab has them. Root-owned, 0644, replaced atomically.
+install_schedule() {
+  local line jobs=0 tmp
+  local -a fields lines out=()
+  mapfile -t lines <"$CRONTAB_FILE"
+  for line in "${lines[@]}"; do
+    if [[ "$line" =~ ^[[:space:]]*(#|$) || "$line" =~ ^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*[[:space:]]*= ]]; then
+      out+=("$line")
+      continue
+    fi
+    read -r -a fields <<<"$line"
+    ((${#fields[@]} >= 7)) || die "$CRONTAB_FILE: not a cron job line: $line"
+    # the command exactly as written: only the first five fields of the line's text are replaced
+    out+=("$SCHEDULE $(sed -E 's/^[[:space:]]*([^[:space:]]+[[:space:]]+){5}//' <<<"$line")")
+    jobs=$((jobs + 1))
+  done
+  ((jobs == 1)) || die "$CRONTAB_FILE must hold exactly one job line (found $jobs)"
+  tmp="$(mktemp "$(dirname "$CRONTAB_FILE")/.coincap-schedule.XXXXXX")"
+  printf '%s\n' "${out[@]}" >"$tmp"
+  chown 0:0 "$tmp"
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$CRONTAB_FILE"
+}
+
 if (($# > 0)); then
   if ((EUID == 0)); then
     exec env HOME="$(getent passwd "$JOB_USER" | cut -d: -f6)" USER="$JOB_USER" LOGNAME="$JOB_USER" \
@@ -43,6 +99,9 @@ if (($# > 0)); then
   exec "$@"
 fi
 
+if ! valid_schedule "$SCHEDULE"; then
+  die "PIPELINE_SCHEDULE is '$SCHEDULE'; set five cron fields such as '*/5 * * * *'"
+fi
 ((EUID == 0)) || die "start this container as root: cron needs it to run the job as $JOB_USER"
 getent passwd "$JOB_USER" >/dev/null || die "the job user $JOB_USER does not exist"
 [[ -f "$CRONTAB_FILE" ]] || die "$CRONTAB_FILE is missing: the image installs the repo's crontab there"
@@ -50,6 +109,8 @@ getent passwd "$JOB_USER" >/dev/null || die "the job user $JOB_USER does not exi
 if [[ "$(stat -c %u "$CRONTAB_FILE")" != 0 ]] || (("0$(stat -c %a "$CRONTAB_FILE")" & 022)); then
   die "$CRONTAB_FILE must be owned by root and not group/world-writable, or cron ignores it"
 fi
+
+install_schedule
 
 install -d -m 0700 -o "$JOB_USER" -g "$(id -gn "$JOB_USER")" "$JOB_DIR"
 "$HERE/job-env.sh" "$JOB_DIR/env" "$JOB_USER"
@@ -67,7 +128,7 @@ cat 0<>"$JOB_DIR/stderr" >&2 &
 relays+=($!)
 
 if [[ "${COINCAP_RUN_ON_START:-true}" == "true" ]]; then
-  log "starting a first cycle now; then every 5 minutes (cron)"
+  log "starting a first cycle now; then on the schedule '$SCHEDULE' (cron)"
   # the same command as the crontab's, in the same empty environment (expanded by that shell)
   # shellcheck disable=SC2016
   as_job_user env -i PATH=/usr/bin:/bin SHELL=/bin/sh LOGNAME="$JOB_USER" \
@@ -81,12 +142,14 @@ trap 'stopping=1' TERM INT
 
 /usr/sbin/cron -f &
 cron_pid=$!
-log "cron started (pid $cron_pid) with $CRONTAB_FILE; job user $JOB_USER"
+log "cron started (pid $cron_pid) with $CRONTAB_FILE, schedule '$SCHEDULE'; job user $JOB_USER"
 
 shutdown() {
   kill -TERM "$cron_pid" 2>/dev/null || true
   wait "$cron_pid" 2>/dev/null || true
-  if [[ -e "$RUN_DIR/run_pipeline.lock" ]]; then
+  # the lock file stays after every cycle: only a cycle that holds the lock is worth waiting for
+  # (never create it here: it must stay the job user's)
+  if [[ -e "$RUN_DIR/run_pipeline.lock" ]] && ! flock --nonblock "$RUN_DIR/run_pipeline.lock" true; then
     log "cron stopped; waiting up to ${STOP_TIMEOUT} s for a running cycle to finish"
     if ! flock --wait "$STOP_TIMEOUT" "$RUN_DIR/run_pipeline.lock" true; then
       log "warning: a cycle was still running after ${STOP_TIMEOUT} s; it is cut short (its load is resumed next start)"

@@ -90,7 +90,8 @@ class Quota:
             "says the plan's credits are used up"
             if said_quota
             else (
-                f"has answered HTTP 429 since {self.since}, through a cycle's retries and into this one"
+                f"has answered HTTP 429 since {self.since}, through a cycle's retries and into "
+                "this one"
             )
         )
         return (

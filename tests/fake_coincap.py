@@ -305,8 +305,11 @@ class FakeCoinCap:
         timestamp_ms: int | None = None,
         prices_follow_clock: bool = False,
         recorded_style: bool = False,
+        host: str = "127.0.0.1",
     ):
         self.api_key = api_key
+        # "0.0.0.0" when containers must reach it (the stack test); base_url still names 127.0.0.1
+        self.host = host
         self.prices_follow_clock = prices_follow_clock
         # numbers as recorded v3 answers print them (18-decimal and shortest float strings)
         self.recorded_style = recorded_style
@@ -482,8 +485,12 @@ class FakeCoinCap:
     @property
     def base_url(self) -> str:
         assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake first"
+        return self._server.server_address[1]
 
     def start(self) -> FakeCoinCap:
         fake = self
@@ -497,7 +504,7 @@ class FakeCoinCap:
             def log_message(self, format, *args):  # noqa: A002
                 pass
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="fake-coincap", daemon=True

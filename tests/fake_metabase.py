@@ -14,6 +14,10 @@ them (databases, collection items).
         fake.mutations()               # the requests that changed something
 
 Real Metabase was not available on the machine these tests run on: no registry there carries it.
+
+Run as a server (the Metabase stand-in image of the stack test, tests/standins/metabase, runs it on
+port 3000): ``python fake_metabase.py --host 0.0.0.0 --port 3000``; every request that changes
+something is printed to stdout as ``fake-metabase: changed: METHOD PATH``.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def require(body: dict[str, Any], *keys: str) -> None:
 
 
 class FakeMetabase:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_changes: bool = False) -> None:
+        self.host, self.port, self.log_changes = host, port, log_changes
         self._lock = threading.Lock()
         self.setup_token = secrets.token_hex(16)
         self.unhealthy_for = 0
@@ -121,7 +126,7 @@ class FakeMetabase:
             def log_message(self, format, *args):  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -161,6 +166,12 @@ class FakeMetabase:
                 status, answer = 400, {"message": "malformed JSON body"}
             except (KeyError, TypeError, ValueError) as exc:
                 status, answer = 400, {"message": f"bad request: {exc!r}"}
+        if (
+            self.log_changes
+            and method not in NON_MUTATING
+            and (method, path) != ("POST", "/api/session")
+        ):
+            print(f"fake-metabase: changed: {method} {path} -> {status}", flush=True)
         payload = json.dumps(answer).encode() if not isinstance(answer, str) else answer.encode()
         handler.send_response(status)
         handler.send_header(
@@ -484,3 +495,22 @@ class FakeMetabase:
                 )
             dash["dashcards"] = new_list
         return 200, copy.deepcopy(dash)
+
+
+if __name__ == "__main__":
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(description="a fake of Metabase's REST API, for tests only")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args()
+    # as a container's PID 1, SIGTERM (docker stop) is ignored unless handled: stop as Metabase does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = FakeMetabase(host=args.host, port=args.port, log_changes=True).start()
+    print(f"fake-metabase: serving on {server.base_url} (a test fake, not Metabase)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()

@@ -191,3 +191,12 @@ def test_nothing_secret_goes_into_the_image():
     assert "-c constraints.txt" in dockerfile
     for name in SECRETS:
         assert name not in dockerfile, name
+
+
+def test_schedule_and_one_shot_health(config):
+    services = config["services"]
+    # the container's cron schedule, default every 5 minutes (the entrypoint checks it)
+    assert services["runpipeline"]["environment"]["PIPELINE_SCHEDULE"] == "*/5 * * * *"
+    assert "#PIPELINE_SCHEDULE=*/5 * * * *" in ENV_EXAMPLE.read_text()
+    # the one-shot does not inherit the image's cron-heartbeat HEALTHCHECK
+    assert services["metabase-provision"]["healthcheck"]["test"] == ["NONE"]

@@ -5,8 +5,10 @@
 - docker/job-env.sh hands the configuration over in a 0600 file only that user can read.
 - The crontab's exact command succeeds when run as cron runs it: an empty environment plus the
   crontab's own variables and what the entrypoint handed over, as the job user.
-- (slow) docker/entrypoint.sh with a real Debian cron daemon and a one-minute line runs a cycle,
-  and the cycle's log reaches the entrypoint's own stdout/stderr through the FIFO relays.
+- (slow) docker/entrypoint.sh with a real Debian cron daemon and PIPELINE_SCHEDULE='* * * * *'
+  installs a one-minute line and runs a cycle, and the cycle's log reaches the entrypoint's own
+  stdout/stderr through the FIFO relays; stopped while idle, it stops at once.
+- An invalid PIPELINE_SCHEDULE stops the entrypoint with one `error:` line naming it.
 
 The job user runs a Python it can reach: a virtualenv built from Debian's python3 with
 `pip install -c constraints.txt .`, the Dockerfile's recipe (the repo's .venv points into /root,
@@ -326,7 +328,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
     if cron_running():
         pytest.skip("a cron daemon is already running on this machine; the test starts its own")
     variables, jobs = parse_crontab(CRONTAB.read_text())
-    _, user, command = jobs[0]
+    schedule, user, command = jobs[0]
     workdir = private_dir(job_user)
     job_dir = workdir / "job"
     name = f"coincap-stack-test-{uuid.uuid4().hex[:8]}"
@@ -335,7 +337,8 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
     proc = None
     try:
         with FakeCoinCap(api_key=API_KEY) as fake:
-            # the repo's crontab, its schedule made one-minute, pointed at this checkout
+            # the repo's crontab (its default schedule), pointed at this checkout; the entrypoint
+            # rewrites the schedule from PIPELINE_SCHEDULE
             lines = [
                 f"{k}={v}"
                 for k, v in {
@@ -344,7 +347,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
                     "COINCAP_JOB_DIR": str(job_dir),
                 }.items()
             ]
-            cron_file.write_text("\n".join([*lines, f"* * * * * {user} {command}", ""]))
+            cron_file.write_text("\n".join([*lines, f"{schedule} {user} {command}", ""]))
             cron_file.chmod(0o644)
             env = {
                 **pipeline_env(workdir, job_python, fake.base_url),
@@ -354,6 +357,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
                 "COINCAP_CRONTAB": str(cron_file),
                 "COINCAP_RUN_ON_START": "false",  # the cycle must come from cron
                 "COINCAP_STOP_TIMEOUT": "120",
+                "PIPELINE_SCHEDULE": "* * * * *",
                 # never handed to the job
                 "MB_ENCRYPTION_SECRET_KEY": "mb-secret",
             }
@@ -366,6 +370,20 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
                     start_new_session=True,
                 )
             heartbeat = workdir / "run" / "last_success"
+            # the schedule is installed before cron starts: same command, root's, 0644
+            until = time.monotonic() + 30
+            while "cron started" not in err_path.read_text() and time.monotonic() < until:
+                assert proc.poll() is None, err_path.read_text()
+                time.sleep(0.5)
+            installed_vars, installed = parse_crontab(cron_file.read_text())
+            assert installed == [("* * * * *", user, command)], installed
+            assert installed_vars == parse_crontab(CRONTAB.read_text())[0] | {
+                "COINCAP_HOME": str(REPO),
+                "COINCAP_JOB_DIR": str(job_dir),
+            }
+            info = cron_file.stat()
+            assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o644
+            assert "schedule '* * * * *'" in err_path.read_text()
             deadline = time.monotonic() + 200  # the next minute tick, plus one cycle
             while time.monotonic() < deadline and not heartbeat.exists():
                 assert proc.poll() is None, err_path.read_text()
@@ -389,10 +407,23 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
             assert "mb-secret" not in (job_dir / "env").read_text()
             assert stat.S_IMODE((job_dir / "env").stat().st_mode) == 0o600
             assert stat.S_ISFIFO((job_dir / "stdout").stat().st_mode)
-            # docker stop: SIGTERM to the entrypoint; it stops cron and exits 0
+            # docker stop while no cycle runs (the lock file exists, nobody holds it): SIGTERM to
+            # the entrypoint; it stops cron and exits 0 at once, without waiting for a cycle
+            lock = workdir / "run" / "run_pipeline.lock"
+            assert lock.exists()
+            # idle: no cycle holds the lock, and cron's next tick is more than 15 s away
+            until = time.monotonic() + 150
+            while time.monotonic() < until and not (
+                datetime.now().second < 45
+                and subprocess.run(["flock", "--nonblock", str(lock), "true"]).returncode == 0
+            ):
+                time.sleep(1)
+            stop_started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=150) == 0, err_path.read_text()
+            assert time.monotonic() - stop_started < 10
             assert "stopped" in err_path.read_text()
+            assert "waiting up to" not in err_path.read_text()
             assert not cron_running()
     finally:
         cron_file.unlink(missing_ok=True)
@@ -414,3 +445,37 @@ def test_entrypoint_with_arguments_runs_them_as_the_job_user(job_user):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == JOB_USER
     assert grp.getgrgid(job_user.pw_gid)
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "schedule", ["*/5 * * *", "61 * * * *", "*/0 * * * *", "@hourly", "every 5 minutes"]
+)
+def test_entrypoint_refuses_an_invalid_schedule(job_user, tmp_path, schedule):
+    cron_file = tmp_path / "coincap"
+    shutil.copy(CRONTAB, cron_file)
+    before = cron_file.read_text()
+    proc = subprocess.run(
+        ["bash", str(ENTRYPOINT)],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "COINCAP_JOB_USER": JOB_USER,
+            "COINCAP_CRONTAB": str(cron_file),
+            "COINCAP_JOB_DIR": str(tmp_path / "job"),
+            "PIPELINE_SCHEDULE": schedule,
+        },
+        timeout=30,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].endswith(
+        f"entrypoint: error: PIPELINE_SCHEDULE is '{schedule}'; "
+        "set five cron fields such as '*/5 * * * *'"
+    ), proc.stderr
+    assert ISO_UTC_LINE.match(lines[0])
+    # nothing was started or installed
+    assert cron_file.read_text() == before
+    assert not (tmp_path / "job").exists()
