@@ -362,3 +362,22 @@ def test_monthly_budget_warns_when_the_projection_exceeds_it(install: Install):
     assert result.lines_with("warning:", "COINCAP_MONTHLY_CREDITS"), result.describe()
     quiet = install.cycle(COINCAP_MONTHLY_CREDITS="100000000")
     assert not quiet.lines_with("warning:", "COINCAP_MONTHLY_CREDITS"), quiet.describe()
+
+
+# --------------------------------------------------------------------------- a first cycle
+def test_an_asset_whose_only_snapshot_is_held_back_still_has_its_dimension(
+    warehouse: Warehouse, fake_coincap: FakeCoinCap, tmp_path: Path
+):
+    """The very first cycle: bitcoin's snapshot is held back (price "NaN") while its history is
+    backfilled. The build passes (the series' relationship to dim_assets holds: bitcoin gets a
+    row with no attributes), and once a good snapshot arrives its attributes fill in."""
+    install = Install(warehouse, fake_coincap, tmp_path)
+    fake_coincap.snapshot_overrides = {"bitcoin": {"priceUsd": "NaN"}}
+    first = install.cycle(advance=False)
+    assert first.returncode == 0, first.describe()
+    assert install.count("marts.fct_asset_price_history", "asset_id = 'bitcoin'") > 0
+    dim = "select observation_count, symbol from marts.dim_assets where asset_id = 'bitcoin'"
+    assert warehouse.query(dim) == [(0, None)]
+    assert install.count("marts.fct_rejected_asset_prices", "asset_id = 'bitcoin'") == 1
+    install.normal_cycle_grows_the_marts()
+    assert warehouse.query(dim) == [(1, "BTC")]

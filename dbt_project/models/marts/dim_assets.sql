@@ -3,6 +3,12 @@
 -- primary-key index (asset_id, observed_at) finds each asset's latest row directly.
 with
 
+history_requests as (
+
+    select * from {{ ref('stg_coincap__asset_history_requests') }}
+
+),
+
 asset_prices as (
 
     select * from {{ ref('fct_asset_prices') }}
@@ -33,7 +39,7 @@ observation_spans as (
 
 ),
 
-final as (
+observed_assets as (
 
     select
         asset_prices.asset_id,
@@ -56,6 +62,48 @@ final as (
     inner join asset_prices
         on observation_spans.asset_id = asset_prices.asset_id
         and observation_spans.last_observed_at = asset_prices.observed_at
+
+),
+
+-- an asset whose history was fetched but none of whose snapshots was accepted yet (each one held
+-- back in fct_rejected_asset_prices): its 5-minute series exists, so it gets a row, with no
+-- attributes, rather than leaving the series without its dimension
+history_only_assets as (
+
+    select distinct history_requests.asset_id
+
+    from history_requests
+
+    left join observation_spans
+        on history_requests.asset_id = observation_spans.asset_id
+
+    where history_requests.outcome = 'fetched'
+        and observation_spans.asset_id is null
+
+),
+
+final as (
+
+    select * from observed_assets
+
+    union all
+
+    select
+        asset_id,
+        cast(null as text) as symbol,
+        cast(null as text) as name,
+        cast(null as text) as explorer,
+        cast(null as integer) as rank,
+        cast(null as numeric(38, 18)) as latest_price_usd,
+        cast(null as numeric(38, 18)) as latest_market_cap_usd,
+        cast(null as numeric(38, 18)) as latest_volume_usd_24h,
+        cast(null as numeric(38, 18)) as latest_supply,
+        cast(null as numeric(38, 18)) as latest_max_supply,
+        cast(0 as bigint) as observation_count,
+        cast(null as timestamp with time zone) as first_observed_at,
+        cast(null as timestamp with time zone) as last_observed_at
+
+    from history_only_assets
 
 )
 
