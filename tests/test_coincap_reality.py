@@ -26,6 +26,9 @@ from fake_coincap import (
 )
 from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
 
+# dozens of real cycles on both engines: `make test` runs them, the quick loop does not
+pytestmark = pytest.mark.slow
+
 DAY_MS = 24 * 3_600_000
 FIVE_MIN = 5 * 60_000
 
