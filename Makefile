@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test drills bench lint check-key
+.PHONY: help install run test quick drills bench lint check-key
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,13 +36,19 @@ TEST_WORKERS ?= 2
 test: install ## the whole test suite, failure drills included (starts its own PostgreSQL unless POSTGRES_HOST is set)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The loop while developing: everything but the failure drills, the slow tests (cron daemon,
+# browser, benchmark) and the compose stack.
+quick: install ## the fast tests only (no drills, slow or stack tests): under 3 minutes
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not slow and not drill and not stack'
+
 drills: install ## the failure drills alone; they rewrite RELIABILITY.md
 	$(PY) -m pytest -m drill tests/drills
 
 bench: install ## the benchmarks (about 50 minutes); they rewrite BENCHMARKS.md's generated block
 	$(PY) scripts/bench.py
 
-lint: install ## ruff and shellcheck
+lint: install ## ruff, shellcheck and sqlfluff (the dbt project's SQL, on DuckDB and PostgreSQL)
 	$(VENV)/bin/ruff check ingest scripts tests
 	$(VENV)/bin/ruff format --check ingest scripts tests
-	shellcheck scripts/*.sh docker/*.sh docker/warehouse-init/*.sh .ci/run
+	$(VENV)/bin/shellcheck scripts/*.sh docker/*.sh docker/warehouse-init/*.sh .ci/run
+	PYTHON=$(PY) scripts/lint_sql.sh

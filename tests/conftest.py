@@ -27,6 +27,23 @@ os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 
 
+# Scenarios that run a long series of cycles each (minutes on 2 cores): marked `slow`, so that
+# `make quick` stays under 3 minutes; `make test` and CI run them as always. Node-id prefixes.
+SLOW_SCENARIOS = {
+    "tests/test_history.py::": "a week's backfill per engine, then gaps, outages and kills",
+    "tests/test_reliability_features.py::test_bad_values_run_log_and_alerts": "many cycles",
+    "tests/test_stack_cron.py::test_crontab_command_succeeds_as_cron_runs_it": (
+        "builds the job user's venv with pip once per dependency set"
+    ),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(tuple(SLOW_SCENARIOS)):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[dict[str, str]]:
     """POSTGRES_HOST/PORT/USER/PASSWORD/DB of a server where the tests may create databases."""

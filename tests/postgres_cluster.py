@@ -9,7 +9,12 @@ The cluster lives entirely in one directory (``DIR``):
 
 It listens on 127.0.0.1 on a free port, with password (scram-sha-256) authentication for a
 superuser. When run as root, initdb and pg_ctl run as the ``postgres`` OS user (PostgreSQL refuses
-to run as root) and DIR is chowned to it.
+to run as root; the user is created as a system user when the machine has none) and DIR is
+chowned to it.
+
+The server binaries are Debian's PostgreSQL 15 when installed (CI and production run 15), else
+another system installation, else the ones the ``pgserver`` wheel (a dev dependency) ships, so
+that a machine with nothing but Python and make still runs the suite against a real server.
 
 As a library::
 
@@ -29,14 +34,17 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import os
+import pwd
 import secrets
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SUPERUSER = "postgres"
@@ -48,11 +56,23 @@ class ClusterError(RuntimeError):
     """The cluster could not be created, started or stopped; the message says why."""
 
 
+DEBIAN_BINDIR = Path("/usr/lib/postgresql/15/bin")  # CI's and production's version
+INSTALL_HINT = (
+    "`make install` (the dev dependencies bring pgserver, whose wheel ships the server) or "
+    "`sudo apt-get install -y postgresql`"
+)
+
+
 def find_bindir() -> Path:
-    """PostgreSQL 15 if installed, else what pg_config names, else the newest installed version."""
-    preferred = Path("/usr/lib/postgresql/15/bin")
-    if (preferred / "pg_ctl").exists():
-        return preferred
+    """Where initdb, pg_ctl and postgres are, in this order of preference:
+
+    1. Debian's PostgreSQL 15 (/usr/lib/postgresql/15/bin): what CI and production run;
+    2. what ``pg_config --bindir`` names, else the newest /usr/lib/postgresql/*/bin;
+    3. the server binaries inside the ``pgserver`` wheel (a dev dependency), so that a machine
+       with nothing but Python gets a real server too.
+    """
+    if (DEBIAN_BINDIR / "pg_ctl").exists():
+        return DEBIAN_BINDIR
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
@@ -69,11 +89,32 @@ def find_bindir() -> Path:
     )
     if candidates:
         return candidates[-1]
+    bundled = pgserver_bindir()
+    if bundled is not None:
+        return bundled
     raise ClusterError(
-        "error: no PostgreSQL server binaries found (looked in /usr/lib/postgresql/15/bin, "
-        "pg_config --bindir, /usr/lib/postgresql/*/bin); install them with: "
-        "apt-get install -y postgresql"
+        f"error: no PostgreSQL server binaries found (looked in {DEBIAN_BINDIR}, "
+        "pg_config --bindir, /usr/lib/postgresql/*/bin and the pgserver package); "
+        f"install them with {INSTALL_HINT}"
     )
+
+
+def pgserver_bindir() -> Path | None:
+    """The bin directory inside the installed ``pgserver`` package, found without importing it
+    (importing it sets up its own runtime directories)."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "pg_ctl").exists() else None
+
+
+def server_version(bindir: Path) -> str:
+    """ "15.10", "16.2": the version of the server in ``bindir``."""
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()[-1]
 
 
 def _version_key(name: str) -> tuple[int, ...]:
@@ -93,12 +134,67 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _ensure_postgres_os_user() -> None:
+    """As root the server runs as the ``postgres`` OS user; Debian's package creates it, and on a
+    machine without that package a system user of that name is created here."""
+    try:
+        pwd.getpwnam(SUPERUSER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SUPERUSER,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+def _usable_by_postgres_os_user(bindir: Path) -> Path:
+    """``bindir``, or a copy that the ``postgres`` OS user can run. Debian's binaries always are;
+    the pgserver wheel inside a root-only checkout (e.g. under /root) is not, so its server and
+    the libraries beside it (``pgserver.libs``, found through the binaries' relative rpath) are
+    copied once under the system temp dir, world-readable, keeping that layout."""
+    probe = ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(bindir / "postgres")]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
+        return bindir
+    site = bindir.parents[2]  # .../site-packages/pgserver/pginstall/bin
+    target = Path(tempfile.gettempdir()) / f"coincap-pgserver-{server_version(bindir)}"
+    copied_bindir = target / "pgserver" / "pginstall" / "bin"
+    if not (copied_bindir / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+        tree = staging / "tree"
+        shutil.copytree(bindir.parent, tree / "pgserver" / "pginstall", symlinks=True)
+        if (site / "pgserver.libs").is_dir():
+            shutil.copytree(site / "pgserver.libs", tree / "pgserver.libs", symlinks=True)
+        for path in [staging, *staging.rglob("*")]:
+            if not path.is_symlink():
+                readable = 0o555 if path.is_dir() else 0o444
+                path.chmod(path.stat().st_mode | readable)
+        try:
+            tree.rename(target)  # atomic: two test workers may race here
+        except OSError:
+            pass  # the other one won; its copy is the same
+        shutil.rmtree(staging, ignore_errors=True)
+    return copied_bindir
+
+
 class PostgresCluster:
     """One cluster in one directory. Every method is safe to call twice."""
 
     def __init__(self, base_dir: str | os.PathLike[str], bindir: Path | None = None):
         self.base_dir = Path(base_dir).resolve()
         self.bindir = bindir or find_bindir()
+        if _is_root():
+            _ensure_postgres_os_user()
+            self.bindir = _usable_by_postgres_os_user(self.bindir)
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "sock"
         self.logfile = self.base_dir / "server.log"
@@ -123,7 +219,7 @@ class PostgresCluster:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=self.base_dir)
         if check and proc.returncode != 0:
             raise ClusterError(
-                f"error: {' '.join(shlex.quote(c) for c in args)} failed "
+                f"error: {' '.join(shlex.quote(str(c)) for c in args)} failed "
                 f"(exit {proc.returncode}):\n{proc.stdout}{proc.stderr}{self._log_tail()}"
             )
         return proc

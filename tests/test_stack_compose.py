@@ -7,13 +7,13 @@ test_stack_*.py files.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import REPO
+from system_tools import require_tool
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -31,8 +31,7 @@ SECRETS = [
 
 
 def compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("docker-compose")
-    assert exe, "docker-compose is not installed: apt-get install -y docker-compose"
+    exe = require_tool("docker-compose")
     # a clean environment: variables of the shell running the tests must not fill in for the file
     return subprocess.run(
         [

@@ -36,6 +36,7 @@ import pytest
 from croniter import croniter
 from fake_coincap import FakeCoinCap
 from helpers import API_KEY, ISO_UTC_LINE, REPO
+from system_tools import missing, require_tool
 
 CRONTAB = REPO / "crontab"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
@@ -115,8 +116,14 @@ def job_user() -> pwd.struct_passwd:
 @pytest.fixture(scope="module")
 def job_python() -> Path:
     """A Python with the project's pinned dependencies that the job user can run."""
-    if not SYSTEM_PYTHON.exists():
-        pytest.skip("needs Debian's python3 (apt-get install -y python3-venv)")
+    venv_ok = SYSTEM_PYTHON.exists() and (
+        subprocess.run(
+            [str(SYSTEM_PYTHON), "-c", "import ensurepip, venv"], capture_output=True
+        ).returncode
+        == 0
+    )
+    if not venv_ok:
+        missing("python3-venv not installed: sudo apt-get install -y python3-venv")
     digest = hashlib.sha256()
     for name in ("constraints.txt", "pyproject.toml"):
         digest.update((REPO / name).read_bytes())
@@ -320,11 +327,15 @@ def cron_running() -> bool:
         return False
 
 
+@pytest.fixture(scope="module")
+def cron_daemon() -> str:
+    """Debian's cron (checked before the job's venv is built: that takes a minute)."""
+    return require_tool("cron")
+
+
 @pytest.mark.slow
 @needs_root
-def test_entrypoint_and_real_cron_daemon_run_a_cycle(job_user, job_python):
-    if not shutil.which("cron"):
-        pytest.fail("Debian's cron is not installed: apt-get install -y cron")
+def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_python):
     if cron_running():
         pytest.skip("a cron daemon is already running on this machine; the test starts its own")
     variables, jobs = parse_crontab(CRONTAB.read_text())

@@ -30,12 +30,14 @@
             'asset_history': [['_dlt_load_id'], ['asset_id', 'time']],
         } -%}
         {%- for table, indexes in wanted.items() -%}
-            {%- set relation = adapter.get_relation(database=target.database, schema='raw', identifier=table) -%}
+            {%- set relation = adapter.get_relation(
+                database=target.database, schema='raw', identifier=table
+            ) -%}
             {%- if relation is not none -%}
                 {%- for columns in indexes -%}
                     {%- do statements.append(
-                        'create index if not exists "' ~ table ~ '__' ~ columns | join('__') ~ '" on '
-                        ~ relation ~ ' (' ~ columns | map('tojson') | join(', ') ~ ')'
+                        'create index if not exists "' ~ table ~ '__' ~ columns | join('__')
+                        ~ '" on ' ~ relation ~ ' (' ~ columns | map('tojson') | join(', ') ~ ')'
                     ) -%}
                 {%- endfor -%}
             {%- endif -%}
@@ -43,7 +45,9 @@
         {#- `dbt source freshness` asks for max() of the source's loaded_at_field
             (_coincap__sources.yml): this index on exactly that expression answers it with one
             look-up instead of reading the whole table. Keep the two in step. -#}
-        {%- set assets = adapter.get_relation(database=target.database, schema='raw', identifier='assets') -%}
+        {%- set assets = adapter.get_relation(
+            database=target.database, schema='raw', identifier='assets'
+        ) -%}
         {%- if assets is not none -%}
             {%- do statements.append(
                 'create index if not exists "assets__loaded_at" on ' ~ assets

@@ -39,7 +39,9 @@
 {% macro data_tests_scope_is_all() -%}
     {%- set scope = var('data_tests_scope', 'new') -%}
     {%- if scope not in ('new', 'all') -%}
-        {{ exceptions.raise_compiler_error("data_tests_scope is '" ~ scope ~ "'; use 'new' (default) or 'all'") }}
+        {{ exceptions.raise_compiler_error(
+            "data_tests_scope is '" ~ scope ~ "'; use 'new' (default) or 'all'"
+        ) }}
     {%- endif -%}
     {{ return(scope == 'all') }}
 {%- endmacro %}
@@ -54,7 +56,9 @@
 
     {#- __new__(model): above the mart's watermark -#}
     {%- for mart in re.findall('__new__\\((\\w+)\\)', where) -%}
-        {%- set relation = adapter.get_relation(database=target.database, schema='marts', identifier=mart) -%}
+        {%- set relation = adapter.get_relation(
+            database=target.database, schema='marts', identifier=mart
+        ) -%}
         {%- if all_rows or relation is none -%}
             {%- set predicate = '1 = 1' -%}
         {%- else -%}
@@ -79,7 +83,9 @@
         {%- if all_rows -%}
             {%- set predicate = '1 = 1' -%}
         {%- else -%}
-            {%- set since = (modules.datetime.datetime.now(modules.pytz.utc).timestamp() - days * 86400) | int -%}
+            {%- set since = (
+                modules.datetime.datetime.now(modules.pytz.utc).timestamp() - days * 86400
+            ) | int -%}
             {%- set predicate = "load_id >= '" ~ since ~ "'" -%}
         {%- endif -%}
         {%- set scoped.where = scoped.where | replace('__recent_loads__', predicate) -%}

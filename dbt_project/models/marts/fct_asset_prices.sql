@@ -21,10 +21,11 @@ assets as (
     where rejected_fields is null
 
     {% if is_incremental() %}
-    -- only rows from loads this table has not seen. The watermark is dlt's load id, not
-    -- observed_at: a late or pending load can carry observations older than the newest one here,
-    -- and a re-delivered observation comes back with a newer load id (delete+insert replaces it).
-    and load_id > {{ load_id_watermark() }}
+        -- only rows from loads this table has not seen. The watermark is dlt's load id, not
+        -- observed_at: a late or pending load can carry observations older than the newest one
+        -- here, and a re-delivered observation comes back with a newer load id (delete+insert
+        -- replaces it).
+        and load_id > {{ load_id_watermark() }}
     {% endif %}
 
 ),

@@ -20,69 +20,70 @@ price_points as (
 
 {% if is_incremental() %}
 
--- series points from loads this table has not seen yet (the series carries the newest load id
--- of each slot). A second import, not a read of price_points: Postgres would copy a CTE read twice.
-new_price_points as (
+    -- series points from loads this table has not seen yet (the series carries the newest load
+    -- id of each slot). A second import, not a read of price_points: Postgres would copy a CTE
+    -- read twice.
+    new_price_points as (
 
-    select
-        asset_id,
-        price_at
+        select
+            asset_id,
+            price_at
 
-    from {{ ref('fct_asset_price_history') }}
+        from {{ ref('fct_asset_price_history') }}
 
-    where load_id > {{ load_id_watermark() }}
+        where load_id > {{ load_id_watermark() }}
 
-),
+    ),
 
--- only the (asset, UTC day) pairs that got new points are recomputed, from all their points
-changed_asset_days as (
+    -- only the (asset, UTC day) pairs that got new points are recomputed, from all their points
+    changed_asset_days as (
 
-    select distinct
-        asset_id,
-        {{ utc_date('price_at') }} as price_date
+        select distinct
+            asset_id,
+            {{ utc_date('price_at') }} as price_date
 
-    from new_price_points
+        from new_price_points
 
-),
+    ),
 
-points_to_aggregate as (
+    points_to_aggregate as (
 
-    select
-        price_points.asset_id,
-        price_points.price_at,
-        price_points.price_usd,
-        price_points.observed_at,
-        price_points.load_id,
-        changed_asset_days.price_date
+        select
+            price_points.asset_id,
+            price_points.price_at,
+            price_points.price_usd,
+            price_points.observed_at,
+            price_points.load_id,
+            changed_asset_days.price_date
 
-    from price_points
+        from price_points
 
-    inner join changed_asset_days
-        on price_points.asset_id = changed_asset_days.asset_id
-        and {{ utc_date('price_points.price_at') }} = changed_asset_days.price_date
+        inner join changed_asset_days
+            on price_points.asset_id = changed_asset_days.asset_id
+            and {{ utc_date('price_points.price_at') }} = changed_asset_days.price_date
 
-    -- lets the database skip old points before the join; every changed day starts after this
-    where price_points.price_at >= (
-        select min(price_at) - interval '1 day' from new_price_points
-    )
+        -- lets the database skip old points before the join; every changed day starts after this
+        where price_points.price_at >= (
+            select min(price_at) - interval '1 day' from new_price_points
+        )
 
-),
+    ),
 
 {% else %}
 
-points_to_aggregate as (
+    points_to_aggregate as (
 
-    select
-        asset_id,
-        price_at,
-        price_usd,
-        observed_at,
-        load_id,
-        {{ utc_date('price_at') }} as price_date
+        select
+            asset_id,
+            price_at,
+            price_usd,
+            observed_at,
+            load_id,
+            {{ utc_date('price_at') }} as price_date
 
-    from price_points
+        from price_points
 
-),
+    ),
 
 {% endif %}
 

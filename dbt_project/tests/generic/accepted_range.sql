@@ -23,10 +23,10 @@ out_of_range as (
       and not (
         1 = 1
         {%- if min_value is not none %}
-        and {{ column_name }} {{ lower_op }} {{ min_value }}
+            and {{ column_name }} {{ lower_op }} {{ min_value }}
         {%- endif %}
         {%- if max_value is not none %}
-        and {{ column_name }} {{ upper_op }} {{ max_value }}
+            and {{ column_name }} {{ upper_op }} {{ max_value }}
         {%- endif %}
       )
 

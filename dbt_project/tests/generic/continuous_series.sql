@@ -4,10 +4,10 @@
     checked, from each partition's first to its last timestamp. One failing row per hole: the
     series and the timestamps either side of the hole.
 
-    recent: true checks only the points of the table's last `data_tests_recent_days` days and, for
-    each series, the hole between its last older point and them (found through the table's key index),
-    so the cost does not grow with history; `--vars '{data_tests_scope: all}'` checks it all
-    (macros/test_scope.sql).
+    recent: true checks only the points of the table's last `data_tests_recent_days` days and,
+    for each series, the hole between its last older point and them (found through the table's
+    key index), so the cost does not grow with history; `--vars '{data_tests_scope: all}'` checks
+    it all (macros/test_scope.sql).
 
     excused_by (a relation with the partition column and `window_start_at`, `window_end_at`,
     e.g. ref('stg_coincap__asset_history_requests')): a hole is excused when its first and its
@@ -24,68 +24,69 @@
 ) %}
 
 {%- set scoped = recent and not data_tests_scope_is_all() %}
+{%- set recent_days = var('data_tests_recent_days', 1) | int %}
 
 with
 
 {% if scoped -%}
-recent_points as (
+    recent_points as (
 
-    select
-        {{ partition_by }} as series_id,
-        {{ column_name }} as point_at
+        select
+            {{ partition_by }} as series_id,
+            {{ column_name }} as point_at
 
-    from {{ model }}
-
-    -- the newest days of the table (CoinCap's clock, whatever the warehouse's clock says); the
-    -- newest point is one look-up in the index on the column
-    where {{ column_name }} >= (
-        select max({{ column_name }}) - interval '{{ var('data_tests_recent_days', 1) | int }} days'
         from {{ model }}
-    )
 
-),
+        -- the newest days of the table (CoinCap's clock, whatever the warehouse's clock says); the
+        -- newest point is one look-up in the index on the column
+        where {{ column_name }} >= (
+            select max({{ column_name }}) - interval '{{ recent_days }} days'
+            from {{ model }}
+        )
 
-first_recent_points as (
+    ),
 
-    select
-        series_id,
-        min(point_at) as first_at
+    first_recent_points as (
 
-    from recent_points
+        select
+            series_id,
+            min(point_at) as first_at
 
-    group by series_id
+        from recent_points
 
-),
+        group by series_id
 
--- each series' last point before the window: a hole that ends in the window starts there
-points as (
+    ),
 
-    select series_id, point_at from recent_points
+    -- each series' last point before the window: a hole that ends in the window starts there
+    points as (
 
-    union all
+        select series_id, point_at from recent_points
 
-    select
-        first_recent_points.series_id,
-        (
-            select max(older.{{ column_name }})
-            from {{ model }} as older
-            where older.{{ partition_by }} = first_recent_points.series_id
-              and older.{{ column_name }} < first_recent_points.first_at
-        ) as point_at
+        union all
 
-    from first_recent_points
+        select
+            first_recent_points.series_id,
+            (
+                select max(older.{{ column_name }})
+                from {{ model }} as older
+                where older.{{ partition_by }} = first_recent_points.series_id
+                  and older.{{ column_name }} < first_recent_points.first_at
+            ) as point_at
 
-),
+        from first_recent_points
+
+    ),
 {%- else -%}
-points as (
+    points as (
 
-    select
-        {{ partition_by }} as series_id,
-        {{ column_name }} as point_at
+        select
+            {{ partition_by }} as series_id,
+            {{ column_name }} as point_at
 
-    from {{ model }}
+        from {{ model }}
 
-),
+    ),
 {%- endif %}
 
 ordered as (
