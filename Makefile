@@ -37,9 +37,10 @@ test: install ## the whole test suite, failure drills included (starts its own P
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The loop while developing: everything but the failure drills, the slow tests (cron daemon,
-# browser, benchmark) and the compose stack.
+# browser, benchmark, multi-cycle scenarios) and the compose stack. Tests go to the workers one
+# by one (--dist load): test_cycle.py alone on one worker would be the whole run's length.
 quick: install ## the fast tests only (no drills, slow or stack tests): under 3 minutes
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not slow and not drill and not stack'
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load -m 'not slow and not drill and not stack'
 
 drills: install ## the failure drills alone; they rewrite RELIABILITY.md
 	$(PY) -m pytest -m drill tests/drills

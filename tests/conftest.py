@@ -35,6 +35,10 @@ SLOW_SCENARIOS = {
     "tests/test_stack_cron.py::test_crontab_command_succeeds_as_cron_runs_it": (
         "builds the job user's venv with pip once per dependency set"
     ),
+    # a minute or more each on 2 cores; `make quick` took 4.6 minutes with them
+    "tests/test_dbt_unit_tests.py::": "dbt's unit tests on both engines",
+    "tests/test_cycle.py::test_a_new_relative_duckdb_path": "cycles from other directories",
+    "tests/test_stack_warehouse.py::test_the_cycle_runs_as_the_pipeline_role": "init + cycle",
 }
 
 
