@@ -55,3 +55,28 @@
             then 'not a whole number from 1'
     end
 {%- endmacro %}
+
+
+{#- The three columns that say why a row is held back, from the `<raw column>_problem` columns of
+    `checked_fields` (raw column -> the column's name in staging): `rejected_fields` (e.g.
+    `price_usd, supply`), `rejected_values` (as sent, e.g. `price_usd="NaN"`) and
+    `rejection_reason` (e.g. `price_usd: not a number`); all null on accepted rows (concat_ws
+    skips nulls). Both staging models of CoinCap's numbers use it. -#}
+{% macro coincap_rejection_columns(checked_fields) -%}
+    nullif(concat_ws(', '
+        {%- for raw, column in checked_fields.items() %},
+        case when {{ raw }}_problem is not null then '{{ column }}' end
+        {%- endfor %}
+    ), '') as rejected_fields,
+    nullif(concat_ws('; '
+        {%- for raw, column in checked_fields.items() %},
+        case when {{ raw }}_problem is not null
+            then '{{ column }}=' || coalesce('"' || left({{ raw }}, 40) || '"', 'null') end
+        {%- endfor %}
+    ), '') as rejected_values,
+    nullif(concat_ws('; '
+        {%- for raw, column in checked_fields.items() %},
+        case when {{ raw }}_problem is not null then '{{ column }}: ' || {{ raw }}_problem end
+        {%- endfor %}
+    ), '') as rejection_reason
+{%- endmacro %}

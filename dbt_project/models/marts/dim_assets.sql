@@ -77,7 +77,8 @@ history_only_assets as (
     left join observation_spans
         on history_requests.asset_id = observation_spans.asset_id
 
-    where history_requests.outcome = 'fetched'
+    where
+        history_requests.outcome = 'fetched'
         and observation_spans.asset_id is null
 
 ),
@@ -91,7 +92,8 @@ final as (
     select
         asset_id,
         cast(null as text) as symbol,
-        cast(null as text) as name,
+        -- `name` is a keyword, and the contract's column name (as in fct_asset_prices)
+        cast(null as text) as name,  -- noqa: RF04
         cast(null as text) as explorer,
         cast(null as integer) as rank,
         cast(null as numeric(38, 18)) as latest_price_usd,

@@ -39,7 +39,8 @@ windows as (
         window_end_at,
         case
             when {{ floor_to_grid('window_start_at', interval_minutes) }} < window_start_at
-                then {{ floor_to_grid('window_start_at', interval_minutes) }}
+                then
+                    {{ floor_to_grid('window_start_at', interval_minutes) }}
                     + interval '{{ interval_minutes }} minutes'
             else {{ floor_to_grid('window_start_at', interval_minutes) }}
         end as first_slot_at
@@ -74,7 +75,8 @@ window_slots as (
 -- a slot's status comes from the latest window that covers it
 latest_window_slots as (
 
-    select * from window_slots where position_from_latest = 1
+    select * from window_slots
+    where position_from_latest = 1
 
 ),
 
@@ -110,6 +112,8 @@ final as (
 
     select
         missing_slots.asset_id,
+        missing_slots.price_at,
+        missing_slots.requested_at as asked_at,
         case
             when missing_slots.outcome in ('fetched', 'not_found') then 'known'
             else 'pending'
@@ -126,9 +130,7 @@ final as (
             when missing_slots.outcome = 'deferred'
                 then 'over the cycle''s request budget; asked in a later cycle'
             else 'history request outcome ' || coalesce(missing_slots.outcome, 'null')
-        end as reason,
-        missing_slots.price_at,
-        missing_slots.requested_at as asked_at
+        end as reason
 
     from missing_slots
 

@@ -133,33 +133,33 @@ snapshot_points as (
 
 {% else %}
 
-history_points as (
+    history_points as (
 
-    select
-        asset_id,
-        {{ floor_to_grid('price_at', interval_minutes) }} as price_at,
-        price_usd,
-        circulating_supply,
-        price_at as observed_at,
-        load_id
+        select
+            asset_id,
+            {{ floor_to_grid('price_at', interval_minutes) }} as price_at,
+            price_usd,
+            circulating_supply,
+            price_at as observed_at,
+            load_id
 
-    from asset_history
+        from asset_history
 
-),
+    ),
 
-snapshot_points as (
+    snapshot_points as (
 
-    select
-        asset_id,
-        {{ floor_to_grid('observed_at', interval_minutes) }} as price_at,
-        price_usd,
-        supply as circulating_supply,
-        observed_at,
-        load_id
+        select
+            asset_id,
+            {{ floor_to_grid('observed_at', interval_minutes) }} as price_at,
+            price_usd,
+            supply as circulating_supply,
+            observed_at,
+            load_id
 
-    from asset_prices
+        from asset_prices
 
-),
+    ),
 
 {% endif %}
 
@@ -191,7 +191,7 @@ ranked as (
         *,
         row_number() over (
             partition by asset_id, price_at
-            order by preference, observed_at desc
+            order by preference asc, observed_at desc
         ) as position_in_slot,
         max(load_id) over (partition by asset_id, price_at) as newest_load_id
 

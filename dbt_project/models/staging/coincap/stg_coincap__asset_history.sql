@@ -5,6 +5,9 @@
     'circulating_supply': 'circulating_supply',
 } %}
 
+{#- the price is required and must be above zero after rounding -#}
+{%- set price_usd_problem = coincap_decimal_problem('price_usd', required=true, positive=true) %}
+
 with
 
 source as (
@@ -20,8 +23,7 @@ checked as (
 
     select
         *,
-        {{ coincap_decimal_problem('price_usd', required=true, positive=true) }}
-            as price_usd_problem,
+        {{ price_usd_problem }} as price_usd_problem,
         {{ coincap_decimal_problem('circulating_supply') }} as circulating_supply_problem
 
     from source
@@ -36,9 +38,9 @@ renamed as (
 
         -- numerics: exact decimals, never floats; null where the value was rejected
         {%- for raw, column in checked_fields.items() %}
-        case
-            when {{ raw }}_problem is null then {{ coincap_decimal(raw) }}
-        end as {{ column }},
+            case
+                when {{ raw }}_problem is null then {{ coincap_decimal(raw) }}
+            end as {{ column }},
         {%- endfor %}
 
         -- timestamps (UTC)
@@ -53,22 +55,7 @@ renamed as (
         _dlt_load_id as load_id,
 
         -- validation: null on accepted points (concat_ws skips nulls)
-        nullif(concat_ws(', '
-            {%- for raw, column in checked_fields.items() %},
-            case when {{ raw }}_problem is not null then '{{ column }}' end
-            {%- endfor %}
-        ), '') as rejected_fields,
-        nullif(concat_ws('; '
-            {%- for raw, column in checked_fields.items() %},
-            case when {{ raw }}_problem is not null
-                then '{{ column }}=' || coalesce('"' || left({{ raw }}, 40) || '"', 'null') end
-            {%- endfor %}
-        ), '') as rejected_values,
-        nullif(concat_ws('; '
-            {%- for raw, column in checked_fields.items() %},
-            case when {{ raw }}_problem is not null then '{{ column }}: ' || {{ raw }}_problem end
-            {%- endfor %}
-        ), '') as rejection_reason
+        {{ coincap_rejection_columns(checked_fields) }}
 
     from checked
 

@@ -10,6 +10,9 @@
     'vwap24_hr': 'vwap_24h',
 } %}
 
+{#- the price is required and must be above zero after rounding -#}
+{%- set price_usd_problem = coincap_decimal_problem('price_usd', required=true, positive=true) %}
+
 with
 
 source as (
@@ -26,8 +29,7 @@ checked as (
     select
         *,
         {{ coincap_rank_problem('rank') }} as rank_problem,
-        {{ coincap_decimal_problem('price_usd', required=true, positive=true) }}
-            as price_usd_problem,
+        {{ price_usd_problem }} as price_usd_problem,
         {{ coincap_decimal_problem('market_cap_usd') }} as market_cap_usd_problem,
         {{ coincap_decimal_problem('volume_usd24_hr') }} as volume_usd24_hr_problem,
         {{ coincap_decimal_problem('supply') }} as supply_problem,
@@ -53,9 +55,9 @@ renamed as (
         -- numerics: exact decimals, never floats; null where the value was rejected
         case when rank_problem is null then cast(nullif(rank, '') as integer) end as rank,
         {%- for raw, column in checked_fields.items() if raw != 'rank' %}
-        case
-            when {{ raw }}_problem is null then {{ coincap_decimal(raw) }}
-        end as {{ column }},
+            case
+                when {{ raw }}_problem is null then {{ coincap_decimal(raw) }}
+            end as {{ column }},
         {%- endfor %}
 
         -- timestamps (UTC)
@@ -65,22 +67,7 @@ renamed as (
         _dlt_load_id as load_id,
 
         -- validation: null on accepted rows (concat_ws skips nulls)
-        nullif(concat_ws(', '
-            {%- for raw, column in checked_fields.items() %},
-            case when {{ raw }}_problem is not null then '{{ column }}' end
-            {%- endfor %}
-        ), '') as rejected_fields,
-        nullif(concat_ws('; '
-            {%- for raw, column in checked_fields.items() %},
-            case when {{ raw }}_problem is not null
-                then '{{ column }}=' || coalesce('"' || left({{ raw }}, 40) || '"', 'null') end
-            {%- endfor %}
-        ), '') as rejected_values,
-        nullif(concat_ws('; '
-            {%- for raw, column in checked_fields.items() %},
-            case when {{ raw }}_problem is not null then '{{ column }}: ' || {{ raw }}_problem end
-            {%- endfor %}
-        ), '') as rejection_reason
+        {{ coincap_rejection_columns(checked_fields) }}
 
     from checked
 

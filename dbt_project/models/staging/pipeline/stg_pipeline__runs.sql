@@ -24,27 +24,28 @@ source as (
 
 {% else %}
 
-source as (
+    source as (
 
-    select
-        cast(null as text) as run_id,
-        cast(null as timestamp with time zone) as started_at,
-        cast(null as timestamp with time zone) as finished_at,
-        cast(null as text) as status,
-        cast(null as text) as failed_step,
-        cast(null as text) as source_freshness,
-        cast(null as bigint) as rows_loaded,
-        cast(null as bigint) as coincap_requests,
-        cast(null as bigint) as coincap_credits,
-        cast(null as bigint) as pending_packages_loaded,
-        cast(null as text) as load_ids,
-        cast(null as text) as error,
-        cast(null as text) as warehouse,
-        cast(null as text) as _dlt_load_id
+        select
+            cast(null as text) as run_id,
+            cast(null as timestamp with time zone) as started_at,
+            cast(null as timestamp with time zone) as finished_at,
+            cast(null as text) as status,
+            cast(null as text) as failed_step,
+            cast(null as text) as source_freshness,
+            cast(null as bigint) as rows_loaded,
+            cast(null as bigint) as coincap_requests,
+            cast(null as bigint) as coincap_credits,
+            cast(null as bigint) as pending_packages_loaded,
+            cast(null as text) as load_ids,
+            cast(null as text) as error,
+            -- `warehouse` is a keyword, and the run log's column name
+            cast(null as text) as warehouse,  -- noqa: RF04
+            cast(null as text) as _dlt_load_id
 
-    where 1 = 0
+        where 1 = 0
 
-),
+    ),
 
 {% endif %}
 
