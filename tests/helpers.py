@@ -24,6 +24,30 @@ API_KEY = "test-coincap-key-7f3a9c"  # what the fake CoinCap accepts
 # The three marts of DESIGN.md
 MARTS = ["fct_asset_prices", "dim_assets", "fct_asset_prices_daily"]
 
+# Headless Chromium as these machines run it (../shared/ENVIRONMENT.md), for the docs-site tests
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+# fct_asset_prices' contract columns (DESIGN.md): what the docs site must show
+FCT_COLUMNS = [
+    "asset_id",
+    "symbol",
+    "name",
+    "rank",
+    "price_usd",
+    "market_cap_usd",
+    "volume_usd_24h",
+    "supply",
+    "max_supply",
+    "change_percent_24h",
+    "vwap_24h",
+    "observed_at",
+]
+
 # "every log line starts with an ISO-8601 UTC timestamp"
 ISO_UTC_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:?00)\b")
 

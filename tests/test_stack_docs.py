@@ -22,32 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 from fake_coincap import FakeCoinCap
-from helpers import API_KEY, REPO, base_env, run_cycle
+from helpers import API_KEY, CHROMIUM_ARGS, FCT_COLUMNS, REPO, base_env, run_cycle
 from playwright.sync_api import sync_playwright
 from system_tools import require_tool
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-FCT_COLUMNS = [
-    "asset_id",
-    "symbol",
-    "name",
-    "rank",
-    "price_usd",
-    "market_cap_usd",
-    "volume_usd_24h",
-    "supply",
-    "max_supply",
-    "change_percent_24h",
-    "vwap_24h",
-    "observed_at",
-]
 NGINX_CONF = REPO / "docker" / "docs-nginx.conf"
 
 pytestmark = pytest.mark.slow

@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 import stack_images
 from fake_coincap import FakeCoinCap
-from helpers import REPO
+from helpers import CHROMIUM_ARGS, FCT_COLUMNS, REPO
 from system_tools import in_ci, missing
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -50,27 +50,6 @@ ENV_EXAMPLE = REPO / ".env.example"
 LONG_RUNNING = ["warehouse", "runpipeline", "metabase", "docs"]
 DNSNAME_PLUGIN = Path("/usr/lib/cni/dnsname")
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-FCT_COLUMNS = [
-    "asset_id",
-    "symbol",
-    "name",
-    "rank",
-    "price_usd",
-    "market_cap_usd",
-    "volume_usd_24h",
-    "supply",
-    "max_supply",
-    "change_percent_24h",
-    "vwap_24h",
-    "observed_at",
-]
 LOCK = "/var/lib/coincap/run/run_pipeline.lock"
 INIT_DONE = "coincap: roles, schemas and the Metabase database are in place"
 ENABLE = (
