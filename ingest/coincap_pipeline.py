@@ -17,15 +17,16 @@ from pathlib import Path
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 import dlt  # noqa: E402
-from dlt.common.destination import Destination  # noqa: E402
 from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
 
 from ingest.coincap import coincap  # noqa: E402
 from ingest.coincap.helpers import CoinCapClient, CoinCapError  # noqa: E402
 from ingest.coincap.settings import HISTORY_INTERVAL_MS  # noqa: E402
 from ingest.config import ConfigError, Settings  # noqa: E402
+from ingest.logs import configure_logging  # noqa: E402
 from ingest.quota import EXHAUSTED, Quota  # noqa: E402
 from ingest.summary import IngestSummary  # noqa: E402
+from ingest.warehouse import destination  # noqa: E402
 
 logger = logging.getLogger("ingest")
 
@@ -33,11 +34,17 @@ DATASET = "raw"
 
 
 def main() -> int:
-    _configure_logging()
-    summary = IngestSummary()  # rows, requests, credits and error, for the cycle's run log
-    settings: Settings | None = None
+    configure_logging()
+    return 1 if ingest_step().error else 0
+
+
+def ingest_step(settings: Settings | None = None) -> IngestSummary:
+    """The ingest as a cycle runs it: never raises for what goes wrong (a CoinCap error, a bad
+    setting, a warehouse that is down, dlt's directory full); `summary.error` says it in one line,
+    logged as the step's `error:` line. The summary is what the run log records."""
+    summary = IngestSummary()
     try:
-        settings = Settings.from_env()
+        settings = settings or Settings.from_env()
         run(settings, summary)
     except (ConfigError, CoinCapError) as exc:
         summary.error = summary.error or str(exc)
@@ -46,11 +53,10 @@ def main() -> int:
     except OSError as exc:  # dlt's own files outside a step (e.g. saving the run's trace)
         summary.error = _disk_error(exc, settings) or f"{type(exc).__name__}: {exc}"
     finally:
-        summary.save()
+        summary.close()
     if summary.error:
         logger.error("%s", summary.error)
-        return 1
-    return 0
+    return summary
 
 
 def run(settings: Settings, summary: IngestSummary | None = None) -> None:
@@ -148,19 +154,6 @@ def _series_ends(pipeline: dlt.Pipeline, asset_ids: tuple[str, ...]) -> dict[str
     }
 
 
-def destination(settings: Settings) -> Destination:
-    if settings.warehouse == "duckdb":
-        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(credentials=str(settings.duckdb_path))
-    return dlt.destinations.postgres(
-        credentials=dict(settings.postgres, port=int(settings.postgres["port"])),
-        # No UNIQUE constraint on `_dlt_id`: a cycle killed after a job committed but before dlt
-        # marked it done re-runs the job, and that constraint would refuse the rows in every
-        # later cycle (RELIABILITY.md). The merges dedup by their keys; marts are keyed by dbt.
-        create_indexes=False,
-    )
-
-
 def _finish_interrupted_completions(pipeline: dlt.Pipeline) -> None:
     """Finishes dlt's last move for packages a killed cycle left half-completed.
 
@@ -219,21 +212,6 @@ def _explain(exc: PipelineStepFailed, settings: Settings | None = None) -> str:
         f"the {exc.step} step failed: {type(exc.exception).__name__}: {first_line[:300]}; "
         "check that the warehouse is reachable, the next cycle retries what was extracted"
     )
-
-
-def _configure_logging() -> None:
-    """One line per event, each starting with an ISO-8601 UTC timestamp."""
-    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
-        logging.addLevelName(level, logging.getLevelName(level).lower())
-    formatter = logging.Formatter(
-        "%(asctime)s %(name)s: %(levelname)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ"
-    )
-    formatter.converter = time.gmtime
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 if __name__ == "__main__":

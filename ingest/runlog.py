@@ -1,36 +1,26 @@
 """The run log: one row per cycle in the warehouse (`ops.pipeline_runs`, read through the view
 `marts.pipeline_runs`), and the alert when the pipeline's state changes (ingest/alerts.py).
 
-`scripts/run_pipeline.sh` runs this at the end of every cycle, failed ones included:
-
-    python -m ingest.runlog --started-at 2026-11-28T11:00:00.123Z --status failed \
-        --failed-step ingest
-
-It reads what the cycle left behind: the ingest's summary (`$COINCAP_RUN_DIR/ingest_summary.json`,
-written by `python -m ingest`), dbt's `run_results.json` when the build failed and `sources.json`
-after `dbt source freshness`. The row goes through dlt (pipeline `coincap_runlog_<warehouse>`,
-dataset `ops`, append). When the warehouse is down the row stays in dlt's pending load package
-and is written first by the next cycle that reaches the warehouse. This step never changes the
-cycle's exit status: what goes wrong here is a warning.
+The cycle (ingest/cycle.py) calls `record_run` at its end, failed cycles included, with what its
+steps returned: the ingest's summary and dbt's outcome. The row goes through dlt (pipeline
+`coincap_runlog_<warehouse>`, dataset `ops`, append). When the warehouse is down the row stays
+in dlt's pending load package and is written first by the next cycle that reaches the
+warehouse. This step never changes the cycle's exit status: what goes wrong here is a warning.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import statistics
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
-
 from ingest.alerts import notify, notify_once, redact
-from ingest.summary import SUMMARY_FILE
+from ingest.summary import IngestSummary
+from ingest.transform import DbtOutcome
 
 logger = logging.getLogger("ingest.runlog")
 
@@ -53,48 +43,34 @@ COLUMNS: dict[str, dict[str, Any]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ingest.coincap_pipeline import _configure_logging
-
-    _configure_logging()
-    parser = argparse.ArgumentParser(prog="python -m ingest.runlog", description=__doc__)
-    parser.add_argument("--started-at", required=True, help="ISO-8601 UTC start of the cycle")
-    parser.add_argument("--status", required=True, choices=["succeeded", "failed"])
-    parser.add_argument("--failed-step", choices=["ingest", "dbt build"])
-    parser.add_argument(
-        "--freshness",
-        default="not checked",
-        choices=["passed", "failed", "not checked"],
-        help="whether `dbt source freshness` exited 0 (its results are read from sources.json)",
-    )
-    args = parser.parse_args(argv)
-    load_dotenv(os.environ.get("COINCAP_ENV_FILE") or ".env", override=False)
-    run_dir = Path(os.environ.get("COINCAP_RUN_DIR", "").strip() or "data")
-    started_at = datetime.fromisoformat(args.started_at.replace("Z", "+00:00"))
-
-    summary = _read_json(run_dir / SUMMARY_FILE) or {}
+def record_run(
+    run_dir: Path,
+    started_at: datetime,
+    summary: IngestSummary,
+    dbt: DbtOutcome | None,
+    failed_step: str | None = None,
+) -> None:
+    """The cycle's row and its alert. `dbt` is None when the build did not run (ingest failed)."""
     error = None
-    if args.failed_step == "ingest":
-        error = summary.get("error") or "the ingest step failed (see the cycle's log)"
-    elif args.failed_step == "dbt build":
-        error = _dbt_build_error(started_at)
-    freshness, freshness_detail = ("not checked", "")
-    if args.freshness != "not checked":
-        freshness, freshness_detail = _freshness(args.freshness == "passed", started_at)
+    if failed_step == "ingest":
+        error = summary.error or "the ingest step failed (see the cycle's log)"
+    elif failed_step == "dbt build" and dbt is not None:
+        error = dbt.build_error or "dbt build failed (see the cycle's log)"
+    freshness, detail = (dbt.freshness, dbt.freshness_detail) if dbt else ("not checked", "")
     warehouse = os.environ.get("WAREHOUSE", "").strip().lower() or "duckdb"
-
+    status = "failed" if failed_step else "succeeded"
     row = {
         "run_id": uuid.uuid4().hex,
         "started_at": started_at,
         "finished_at": datetime.now(UTC),
-        "status": args.status,
-        "failed_step": args.failed_step,
+        "status": status,
+        "failed_step": failed_step,
         "source_freshness": freshness,
-        "rows_loaded": int(summary.get("rows_loaded", 0)),
-        "coincap_requests": int(summary.get("coincap_requests", 0)),
-        "coincap_credits": int(summary.get("coincap_credits", 0)),
-        "pending_packages_loaded": int(summary.get("pending_packages_loaded", 0)),
-        "load_ids": ", ".join(summary.get("load_ids", [])) or None,
+        "rows_loaded": summary.rows_loaded,
+        "coincap_requests": summary.coincap_requests,
+        "coincap_credits": summary.coincap_credits,
+        "pending_packages_loaded": summary.pending_packages_loaded,
+        "load_ids": ", ".join(summary.load_ids) or None,
         "error": redact(error) if error else None,
         "warehouse": warehouse,
     }
@@ -102,16 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline is not None:
         _credits_this_month(pipeline, row, run_dir, warehouse)
 
-    if args.status == "failed" and summary.get("quota_exhausted"):
+    if status == "failed" and summary.quota_exhausted:
         notify(run_dir, "quota", row["error"] or "", warehouse)
-    elif args.status == "failed":
-        step = args.failed_step or "the cycle"
-        notify(run_dir, "failed", f"Step: {step}. {row['error'] or ''}".strip(), warehouse)
+    elif status == "failed":
+        notify(run_dir, "failed", f"Step: {failed_step}. {row['error'] or ''}".strip(), warehouse)
     elif freshness == "error":
-        notify(run_dir, "stale", redact(freshness_detail), warehouse)
+        notify(run_dir, "stale", redact(detail), warehouse)
     else:
         notify(run_dir, "ok", "", warehouse)
-    return 0
 
 
 def _record(row: dict[str, Any]) -> Any:
@@ -124,8 +98,8 @@ def _record(row: dict[str, Any]) -> Any:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
 
-    from ingest.coincap_pipeline import destination
     from ingest.config import ConfigError, Settings
+    from ingest.warehouse import destination
 
     try:
         settings = Settings.from_env(require_api_key=False)
@@ -237,62 +211,3 @@ def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, wareh
 def _monthly_credits() -> int | None:
     value = os.environ.get("COINCAP_MONTHLY_CREDITS", "").strip()
     return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
-
-
-def _target_dir() -> Path:
-    return Path(os.environ.get("DBT_TARGET_PATH", "").strip() or "dbt_project/target")
-
-
-def _dbt_build_error(started_at: datetime) -> str:
-    """The failing nodes of this cycle's `dbt build`, from run_results.json, in one line."""
-    results = _read_json(_target_dir() / "run_results.json", newer_than=started_at)
-    failing = [
-        r
-        for r in (results or {}).get("results", [])
-        if r.get("status") in ("error", "fail", "runtime error")
-    ]
-    if not failing:
-        return "dbt build failed before running any model or test (see the cycle's log)"
-    first = failing[0]
-    message = (str(first.get("message") or "").strip().splitlines() or [""])[0]
-    more = f" and {len(failing) - 1} more" if len(failing) > 1 else ""
-    return f"dbt build failed: {first.get('unique_id')}{more}: {message}"[:500]
-
-
-def _freshness(passed: bool, started_at: datetime) -> tuple[str, str]:
-    """("pass" | "warn" | "error", what is stale) from this cycle's sources.json."""
-    results = (_read_json(_target_dir() / "sources.json", newer_than=started_at) or {}).get(
-        "results", []
-    )
-    if not results and passed:
-        return "pass", ""
-    if not results:
-        return "error", "dbt source freshness failed without results (see the cycle's log)"
-    rank = {"pass": 0, "warn": 1, "error": 2, "runtime error": 2}
-    worst = max(results, key=lambda r: rank.get(r.get("status"), 2))
-    status = "error" if rank.get(worst.get("status"), 2) == 2 else worst["status"]
-    if status == "pass":
-        return status, ""
-    source = worst.get("unique_id", "a source").removeprefix("source.coincap_elt.")
-    age_min = float(worst.get("max_loaded_at_time_ago_in_s") or 0) / 60
-    limit = (worst.get("criteria") or {}).get(f"{status}_after") or {}
-    after = f" ({status} after {limit.get('count')} {limit.get('period')}s)" if limit else ""
-    return status, (
-        f"Source freshness {status}: the newest figures in {source} are {age_min:.0f} min old"
-        f"{after}; check that CoinCap's timestamp moves and that cycles run."
-    )
-
-
-def _read_json(path: Path, newer_than: datetime | None = None) -> dict[str, Any] | None:
-    """The JSON object in `path`; None when missing, unreadable or older than `newer_than`."""
-    try:
-        if newer_than is not None and path.stat().st_mtime < newer_than.timestamp() - 1:
-            return None
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

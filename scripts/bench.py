@@ -474,7 +474,7 @@ def cycle_scenario(
         for i in range(size.warmup + size.runs):
             fake.advance(FIVE_MIN_MS)
             ingest = check(run_measured([PY, "-m", "ingest"], env, log_path), "ingest", log_path)
-            # the build as the cycle runs it (scripts/dbt_steps.py): unit tests are left to CI
+            # the build as the cycle runs it (ingest/transform.py): unit tests are left to CI
             build = check(
                 run_measured([DBT, "build", *CYCLE_BUILD_ARGS, *DBT_ARGS], env, log_path),
                 "dbt build",

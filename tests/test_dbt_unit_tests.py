@@ -1,7 +1,7 @@
 """dbt's unit tests: the casting, the hold-back of values that are not numbers, the OHLC and the
 incremental logic, each checked against fixed rows.
 
-A cycle leaves them out (`scripts/dbt_steps.py` runs `dbt build --exclude-resource-type
+A cycle leaves them out (`ingest/transform.py` runs `dbt build --exclude-resource-type
 unit_test`): they check the SQL, not the data, so running them every 5 minutes in production
 would cost time and prove nothing new. They run here, on both engines, against a warehouse a
 real cycle has just built (dbt needs the models' parents to exist to read their column types).

@@ -1,0 +1,139 @@
+"""The cycle's dbt steps, in the cycle's own process: `dbt build` (without unit tests), then
+`dbt source freshness`, then, when DBT_DOCS_DIR is set, `dbt docs generate --static` copied to
+DBT_DOCS_DIR/index.html.
+
+Each step is the dbt command of the same name, run through dbt's documented programmatic entry
+point (dbtRunner) with `--project-dir dbt_project --profiles-dir profiles`: dbt is imported and
+the project parsed once per cycle. What dbt would print goes through this process's log (one line
+per dbt event, each with its UTC timestamp); dbt's own debug log stays in DBT_LOG_PATH. The
+results come back in memory (`DbtOutcome`) for the run log: no artifact file is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("dbt")
+
+PROJECT_ARGS = ["--project-dir", "dbt_project", "--profiles-dir", "profiles", "--no-use-colors"]
+# dbt prints nothing itself: its info, warn and error events are logged by `_relay` instead; its
+# debug log still goes to DBT_LOG_PATH (dbt.log). The results come back in memory, so the cycle's
+# steps skip writing manifest.json and run_results.json (`dbt docs generate` still writes its own).
+QUIET = ["--log-level", "none", "--log-level-file", "debug"]
+NO_ARTIFACTS = ["--no-write-json"]
+
+
+@dataclass
+class DbtOutcome:
+    built: bool = False  # `dbt build` passed
+    build_error: str | None = None  # the failing nodes, one line, when it did not
+    freshness: str = "not checked"  # pass | warn | error | not checked
+    freshness_detail: str = ""  # what is stale, one line
+    failing_nodes: list[str] = field(default_factory=list)
+
+
+def run_dbt_steps(select: list[str] | None = None) -> DbtOutcome:
+    """Build, freshness and docs. What dbt reports (a failed build too) is returned, not raised."""
+    from dbt.cli.main import dbtRunner  # imported here: `coincap-elt status` never needs dbt
+
+    outcome = DbtOutcome()
+    parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *PROJECT_ARGS])
+    if not parsed.success:
+        outcome.build_error = _first_line(
+            parsed.exception, "dbt could not parse the project (see the lines above)"
+        )
+        return outcome
+    dbt = dbtRunner(manifest=parsed.result, callbacks=[_relay])  # the steps reuse this parse
+
+    # Unit tests check the models' SQL against fixed rows, not the data: they run in the test
+    # suite (tests/test_dbt_unit_tests.py), not every 5 minutes (dbt's docs advise the same).
+    build = dbt.invoke(
+        ["build", "--exclude-resource-type", "unit_test", *(select or []), *NO_ARTIFACTS]
+        + [*QUIET, *PROJECT_ARGS]
+    )
+    if not build.success:
+        outcome.build_error, outcome.failing_nodes = _build_error(build)
+        return outcome
+    outcome.built = True
+
+    fresh = dbt.invoke(["source", "freshness", *NO_ARTIFACTS, *QUIET, *PROJECT_ARGS])
+    outcome.freshness, outcome.freshness_detail = _freshness(fresh)
+
+    docs_dir = os.environ.get("DBT_DOCS_DIR", "").strip()
+    if docs_dir:
+        _refresh_docs(dbt, Path(docs_dir))
+    return outcome
+
+
+def _relay(event: Any) -> None:
+    """dbt's console lines, through this process's log (dbt's own stdout is off: QUIET)."""
+    level, text = event.info.level, event.info.msg
+    if level in ("info", "warn", "error") and text.strip():
+        for line in text.splitlines():
+            logger.info("%s", line)
+
+
+def _build_error(build: Any) -> tuple[str, list[str]]:
+    """The failing nodes of `dbt build`, in one line."""
+    results = getattr(build.result, "results", None) or []
+    failing = [r for r in results if str(r.status) in ("error", "fail", "runtime error")]
+    if not failing:
+        why = _first_line(build.exception, "see the lines above")
+        return f"dbt build failed before running any model or test ({why})", []
+    first = failing[0]
+    message = _first_line(first.message, "")
+    more = f" and {len(failing) - 1} more" if len(failing) > 1 else ""
+    ids = [r.node.unique_id for r in failing]
+    return f"dbt build failed: {ids[0]}{more}: {message}"[:500], ids
+
+
+def _freshness(fresh: Any) -> tuple[str, str]:
+    """("pass" | "warn" | "error", what is stale) from `dbt source freshness`."""
+    results = [
+        r for r in getattr(fresh.result, "results", None) or [] if hasattr(r.node, "freshness")
+    ]
+    if not results and fresh.success:
+        return "pass", ""
+    if not results:
+        why = _first_line(fresh.exception, "see the cycle's log")
+        return "error", f"dbt source freshness failed without results ({why})"
+    rank = {"pass": 0, "warn": 1, "error": 2, "runtime error": 2}
+    worst = max(results, key=lambda r: rank.get(str(r.status), 2))
+    status = "error" if rank.get(str(worst.status), 2) == 2 else str(worst.status)
+    if status == "pass":
+        return status, ""
+    source = worst.node.unique_id.removeprefix("source.coincap_elt.")
+    age_min = float(getattr(worst, "age", 0) or 0) / 60
+    limit = getattr(worst.node.freshness, f"{status}_after", None)
+    after = f" ({status} after {limit.count} {limit.period}s)" if limit and limit.count else ""
+    return status, (
+        f"Source freshness {status}: the newest figures in {source} are {age_min:.0f} min old"
+        f"{after}; check that CoinCap's timestamp moves and that cycles run."
+    )
+
+
+def _refresh_docs(dbt: Any, docs_dir: Path) -> None:
+    target = Path(os.environ.get("DBT_TARGET_PATH", "").strip() or "dbt_project/target")
+    try:
+        if not dbt.invoke(["docs", "generate", "--static", *QUIET, *PROJECT_ARGS]).success:
+            raise RuntimeError("dbt docs generate failed (see the lines above)")
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        partial = docs_dir / ".index.html.tmp"
+        shutil.copyfile(target / "static_index.html", partial)
+        partial.replace(docs_dir / "index.html")  # atomic: the site never serves half a page
+    except (OSError, RuntimeError) as exc:
+        logger.warning(
+            "warning: the docs site could not be refreshed (%s); it shows the previous build", exc
+        )
+        return
+    logger.info("docs site refreshed in %s", docs_dir)
+
+
+def _first_line(value: Any, default: str) -> str:
+    text = str(value or "").strip()
+    return (text.splitlines() or [default])[0][:300] if text else default
