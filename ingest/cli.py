@@ -26,15 +26,42 @@ def main(argv: list[str] | None = None) -> int:
         "when the state changed. Exit 0 when the ingest and the build succeeded; 1 otherwise. "
         "Exits 0 at once when another cycle holds the lock.",
     )
+    backfill = commands.add_parser(
+        "backfill",
+        help="extend the 5-minute history further back than what is stored",
+        description="Ask CoinCap for the 5-minute history between DAYS days ago and the oldest "
+        "point stored for each asset, load it through the cycle's merge and build the marts. "
+        "Prints the estimated credits first and asks to go on (without a terminal, --yes is "
+        "required). Runs beside cron: each batch takes the cycle lock. Killed, it resumes "
+        "where it stopped. Exit 0 done, 1 stopped by an error, 2 not confirmed or bad arguments.",
+    )
+    backfill.add_argument("--days", type=_days, required=True, help="how far back, in days")
+    backfill.add_argument(
+        "--assets", help="comma-separated asset ids (default: all of COINCAP_ASSET_IDS)"
+    )
+    backfill.add_argument(
+        "--yes", action="store_true", help="go on without asking (required without a terminal)"
+    )
     args = parser.parse_args(argv)
+    from ingest.logs import configure_logging
+
+    configure_logging()
     if args.command == "run":
         from ingest.cycle import run_cycle
-        from ingest.logs import configure_logging
 
-        configure_logging()
         return run_cycle()
+    if args.command == "backfill":
+        from ingest import backfill as command
+
+        return command.main(args.days, args.assets, args.yes)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _days(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 3650:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days from 1 to 3650")
+    return int(value)
 
 
 if __name__ == "__main__":

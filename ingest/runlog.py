@@ -49,6 +49,7 @@ def record_run(
     summary: IngestSummary,
     dbt: DbtOutcome | None,
     failed_step: str | None = None,
+    alert: bool = True,
 ) -> None:
     """The cycle's row and its alert. `dbt` is None when the build did not run (ingest failed)."""
     error = None
@@ -78,6 +79,8 @@ def record_run(
     if pipeline is not None:
         _credits_this_month(pipeline, row, run_dir, warehouse)
 
+    if not alert:
+        return
     if status == "failed" and summary.quota_exhausted:
         notify(run_dir, "quota", row["error"] or "", warehouse)
     elif status == "failed":

@@ -1,0 +1,326 @@
+"""`coincap-elt backfill --days N`: extend the 5-minute history further back than what is stored.
+
+COINCAP_BACKFILL_DAYS applies to an asset's first cycle only; this command asks CoinCap for the
+history between N days ago and the oldest point stored for each asset (or the oldest window
+already asked for, so a second run asks nothing twice), through the same dlt pipeline, tables and
+merge as the cycle: raw.asset_history keyed by (asset_id, time), every window recorded in
+raw.asset_history_requests. Then `dbt build` brings the points into the marts.
+
+- Cost first: the estimated credits are printed before any request; on a terminal it asks to go
+  on, otherwise `--yes` is required.
+- Newest windows first, loaded in batches, each batch under the cycle lock (a running cycle is
+  waited for; cycles that start during a batch skip, as they do behind a long cycle). Killed, it
+  resumes where it stopped: the next run starts from the oldest point now stored.
+- A CoinCap failure (after the client's retries) or an exhausted quota stops it with one
+  `error:` line; what was loaded stays.
+- Its credits are recorded in the run log (one row, like a cycle's), so the month's total counts
+  them; it sends no alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+logger = logging.getLogger("coincap_elt")
+
+BATCH_WINDOWS = 10  # windows per load: what a killed backfill can lose and must ask again
+
+
+@dataclass(frozen=True)
+class Window:
+    asset_id: str
+    start: int  # inclusive, ms
+    end: int  # inclusive, ms
+
+
+def plan(oldest: dict[str, int], asset_ids: Sequence[str], days: int, now_ms: int) -> list[Window]:
+    """The windows between `days` ago and each asset's oldest stored or asked-for time (now for
+    an asset with nothing stored), newest first so the stored series grows back without a hole."""
+    from ingest.coincap import DAY_MS, _windows
+
+    since = now_ms - days * DAY_MS
+    windows: list[Window] = []
+    for asset_id in asset_ids:
+        until = oldest.get(asset_id, now_ms + 1) - 1
+        spans = [Window(asset_id, s, e) for s, e in _windows(since, until)]
+        windows += reversed(spans)
+    # interleave by age so every asset moves back together: a stopped backfill stays even
+    return sorted(windows, key=lambda w: -w.end)
+
+
+def estimate_credits(windows: Sequence[Window]) -> int:
+    from ingest.coincap.helpers import credits_for
+    from ingest.coincap.settings import HISTORY_INTERVAL_MS, HISTORY_POINT_BYTES
+
+    return sum(
+        credits_for((w.end - w.start) // HISTORY_INTERVAL_MS * HISTORY_POINT_BYTES) for w in windows
+    )
+
+
+def main(days: int, assets: str | None, yes: bool) -> int:
+    from ingest.config import ConfigError, Settings
+    from ingest.cycle import cycle_lock, prepare_environment
+
+    run_dir = prepare_environment()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        logger.error("error: %s", exc)
+        return 1
+    asset_ids = settings.asset_ids
+    if assets:
+        asked = tuple(dict.fromkeys(a.strip().lower() for a in assets.split(",") if a.strip()))
+        unknown = [a for a in asked if a not in asset_ids]
+        if unknown or not asked:
+            logger.error(
+                "error: --assets names %s, not in COINCAP_ASSET_IDS (%s); backfill only "
+                "configured assets",
+                ", ".join(unknown) or "nothing",
+                ", ".join(asset_ids),
+            )
+            return 2
+        asset_ids = asked
+
+    pipeline = _pipeline(settings)
+    oldest = _oldest_stored(pipeline, asset_ids)
+    windows = plan(oldest, asset_ids, days, int(time.time() * 1000))
+    if not windows:
+        logger.info(
+            "backfill: nothing to ask; the stored history of %s already reaches %d day(s) back",
+            ", ".join(asset_ids),
+            days,
+        )
+        return 0
+    cost = estimate_credits(windows)
+    logger.info(
+        "backfill of %d day(s) for %d asset(s): %d request(s), about %s credit(s)",
+        days,
+        len({w.asset_id for w in windows}),
+        len(windows),
+        f"{cost:,}",
+    )
+    if not yes and not _confirmed(cost):
+        return 2
+
+    started_at = datetime.now(UTC)
+    progress = _Progress(len(windows))
+    from ingest.summary import IngestSummary
+
+    summary = IngestSummary()
+    try:
+        for batch in _batches(windows, BATCH_WINDOWS):
+            with cycle_lock(run_dir, wait=True):
+                _load(pipeline, settings, run_dir, batch, summary, progress)
+    except _Stop as exc:
+        summary.error = str(exc)
+    finally:
+        progress.done()
+    error = summary.error
+    if not error:
+        with cycle_lock(run_dir, wait=True):
+            from ingest.transform import run_dbt_steps
+
+            dbt = run_dbt_steps()
+        if not dbt.built:
+            error = f"the history is in raw, but {dbt.build_error}; the next cycle builds it"
+    _record(run_dir, started_at, summary)
+    if error:
+        logger.error("error: backfill stopped: %s", error)
+        return 1
+    logger.info(
+        "backfill done: %d window(s), %d point(s), %d CoinCap request(s), %d credit(s); "
+        "the marts hold them",
+        len(windows),
+        summary.rows_loaded,
+        summary.coincap_requests,
+        summary.coincap_credits,
+    )
+    return 0
+
+
+class _Stop(Exception):
+    """CoinCap stopped answering usefully: the backfill ends, what was loaded stays."""
+
+
+def _pipeline(settings: Any) -> Any:
+    import dlt
+
+    from ingest.coincap_pipeline import DATASET
+    from ingest.warehouse import destination
+
+    return dlt.pipeline(
+        pipeline_name=f"coincap_{settings.warehouse}",  # the cycle's: same state, same tables
+        pipelines_dir=str(settings.pipelines_dir),
+        destination=destination(settings),
+        dataset_name=DATASET,
+    )
+
+
+def _oldest_stored(pipeline: Any, asset_ids: Sequence[str]) -> dict[str, int]:
+    """Per asset, the oldest time (ms) raw holds a point for or history was asked back to."""
+    ids = ", ".join("('" + a.replace("'", "''") + "')" for a in asset_ids)
+    try:
+        with pipeline.sql_client() as client:
+            history = client.make_qualified_table_name("asset_history")
+            requests = client.make_qualified_table_name("asset_history_requests")
+            sql = (
+                "select ids.asset_id, least("
+                f"(select min(h.time) from {history} as h where h.asset_id = ids.asset_id), "
+                f"(select min(r.window_start) from {requests} as r "
+                "where r.asset_id = ids.asset_id and r.outcome in ('fetched', 'not_found'))) "
+                f"from (values {ids}) as ids(asset_id)"
+            )
+            rows = client.execute_sql(sql) or []
+    except Exception as exc:  # noqa: BLE001 - no raw tables yet: nothing stored
+        if "asset_history" not in str(exc):
+            raise
+        return {}
+    return {asset_id: int(oldest) for asset_id, oldest in rows if oldest is not None}
+
+
+def _confirmed(cost: int) -> bool:
+    if not sys.stdin.isatty():
+        logger.error(
+            "error: not on a terminal; run again with --yes to spend about %s credit(s)",
+            f"{cost:,}",
+        )
+        return False
+    answer = input(f"Spend about {cost:,} CoinCap credits? [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def _batches(windows: Sequence[Window], size: int) -> Iterator[Sequence[Window]]:
+    for i in range(0, len(windows), size):
+        yield windows[i : i + size]
+
+
+def _load(
+    pipeline: Any,
+    settings: Any,
+    run_dir: Any,
+    batch: Sequence[Window],
+    summary: Any,
+    progress: _Progress,
+) -> None:
+    """One batch: its history requests and one dlt load (merge), like a cycle's."""
+    import dlt
+
+    from ingest.coincap import HISTORY_HINTS, REQUEST_HINTS, TIMESTAMP_FIELD, _history_rows
+    from ingest.coincap.helpers import (
+        CoinCapClient,
+        CoinCapError,
+        CoinCapNotFoundError,
+    )
+    from ingest.quota import Quota
+
+    quota = Quota.load(run_dir)
+    try:
+        client = CoinCapClient(
+            settings.api_key,
+            settings.base_url,
+            settings.request_timeout_s,
+            max_attempts=quota.attempts(),
+        )
+    except CoinCapError as exc:
+        raise _Stop(str(exc)) from exc
+    stop: str | None = None
+
+    @dlt.resource(name="asset_history_backfill")
+    def history() -> Iterator[Any]:
+        nonlocal stop
+        records = []
+        for window in batch:
+            record = {"asset_id": window.asset_id, "window_start": window.start}
+            record["window_end"] = window.end
+            before = client.meter.credits
+            try:
+                params = {"interval": "m5", "start": window.start, "end": window.end}
+                body = client.get(f"/assets/{window.asset_id}/history", params=params)
+                points = _history_rows(body, window.asset_id, window.start, window.end)
+            except CoinCapNotFoundError as exc:
+                logger.info(
+                    "warning: CoinCap has no history for %s from %s (%s); a known hole",
+                    window.asset_id,
+                    _iso(window.start),
+                    exc.text or "HTTP 400/404",
+                )
+                outcome, points = "not_found", []
+            except CoinCapError as exc:
+                stop = str(exc)
+                break
+            else:
+                outcome = "fetched"
+                yield dlt.mark.with_hints(points, HISTORY_HINTS, create_table_variant=True)
+            spent = client.meter.credits - before
+            records.append(
+                {**record, "outcome": outcome, "points": len(points), "coincap_credits": spent}
+            )
+            summary.rows_loaded += len(points)
+            progress.step(window, client.meter.credits + summary.coincap_credits)
+        if records:
+            stamp = int(time.time() * 1000)
+            yield dlt.mark.with_hints(
+                [{**r, TIMESTAMP_FIELD: stamp} for r in records],
+                REQUEST_HINTS,
+                create_table_variant=True,
+            )
+
+    if pipeline.has_pending_data:  # a cycle's or a killed batch's: loaded first, as a cycle does
+        pipeline.normalize()
+        summary.load_ids.extend(pipeline.load().loads_ids)
+    try:
+        info = pipeline.run(history())
+        summary.load_ids.extend(info.loads_ids)
+    finally:
+        quota.after(client.last_unavailable)
+        quota.save(run_dir)
+        summary.coincap_requests += client.meter.requests
+        summary.coincap_credits += client.meter.credits
+    if stop:
+        raise _Stop(stop)
+
+
+class _Progress:
+    """Windows done and credits so far: one rewritten line on a terminal, a log line per batch
+    in cron (every BATCH_WINDOWS windows)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done_count = total, 0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, window: Window, spent: int) -> None:
+        self.done_count += 1
+        text = (
+            f"backfill: {self.done_count}/{self.total} window(s), {window.asset_id} back to "
+            f"{_iso(window.start)}, {spent:,} credit(s) so far"
+        )
+        if self.tty:
+            sys.stderr.write("\r" + text.ljust(100)[:100])
+            sys.stderr.flush()
+        elif self.done_count % BATCH_WINDOWS == 0 or self.done_count == self.total:
+            logger.info("%s", text)
+
+    def done(self) -> None:
+        if self.tty and self.done_count:
+            sys.stderr.write("\n")
+
+
+def _record(run_dir: Any, started_at: datetime, summary: Any) -> None:
+    """The backfill's credits in the run log (no alert: it is not a cycle's state)."""
+    from ingest.runlog import record_run
+
+    failed_step = "ingest" if summary.error else None
+    try:
+        record_run(run_dir, started_at, summary, None, failed_step, alert=False)
+    except Exception as exc:  # noqa: BLE001 - a report, not the backfill's outcome
+        logger.info("warning: the run log row was not written (%s)", exc)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
