@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from ingest.summary import IngestSummary
     from ingest.transform import DbtOutcome
 
-ROOT = Path(__file__).resolve().parent.parent
+# Where dbt_project/ and profiles/ are: COINCAP_HOME (the image sets /app, where the package is
+# installed into site-packages), else the checkout this package was imported from (`make install`
+# installs it in editable mode).
+ROOT = Path(os.environ.get("COINCAP_HOME", "").strip() or Path(__file__).resolve().parent.parent)
 LOCK_FILE = "run_pipeline.lock"
 HEARTBEAT_FILE = "last_success"
 
