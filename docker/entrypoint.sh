@@ -8,7 +8,8 @@
 #   2. gives the job a way to the container's stdout/stderr: two FIFOs in $COINCAP_JOB_DIR, owned by
 #      the job user, relayed by `cat` processes of this script. (A non-root job cannot open
 #      /proc/1/fd/1: /proc/<pid>/fd of a root process is not accessible to other users.)
-#   3. installs the job line with the schedule PIPELINE_SCHEDULE (five cron fields, default
+#   3. installs the job line with the schedule PIPELINE_SCHEDULE (five cron fields, checked by
+#      docker/valid-schedule.sh, which `coincap-elt doctor` runs too; default
 #      '*/5 * * * *'; anything else stops the container with one `error:` line): the schedule
 #      fields of the job line in $COINCAP_CRONTAB are rewritten, the command stays the repo's;
 #   4. optionally starts one cycle at once (COINCAP_RUN_ON_START, default true), so the warehouse
@@ -37,33 +38,6 @@ as_job_user() {
   home="$(getent passwd "$JOB_USER" | cut -d: -f6)"
   HOME="$home" USER="$JOB_USER" LOGNAME="$JOB_USER" \
     setpriv --reuid="$JOB_USER" --regid="$JOB_USER" --init-groups -- "$@"
-}
-
-# One cron field: items separated by commas, each `*`, N, N-M or a three-letter name (months,
-# days), optionally `/STEP`; numbers within [lo, hi].
-valid_cron_field() { # field lo hi
-  local item base step start end
-  local -a items
-  IFS=, read -r -a items <<<"$1"
-  [[ "$1" != *, && "$1" != ,* && "$1" != *,,* && ${#items[@]} -gt 0 ]] || return 1
-  for item in "${items[@]}"; do
-    [[ "$item" =~ ^(\*|[0-9]+(-[0-9]+)?|[A-Za-z]{3}(-[A-Za-z]{3})?)(/([0-9]+))?$ ]] || return 1
-    base="${BASH_REMATCH[1]}" step="${BASH_REMATCH[5]}"
-    if [[ -n "$step" ]] && ((10#$step < 1)); then return 1; fi
-    if [[ "$base" =~ ^([0-9]+)(-([0-9]+))?$ ]]; then
-      start=$((10#${BASH_REMATCH[1]})) end=$((10#${BASH_REMATCH[3]:-${BASH_REMATCH[1]}}))
-      ((start >= $2 && end <= $3 && start <= end)) || return 1
-    fi
-  done
-}
-
-valid_schedule() {
-  local -a fields
-  read -r -a fields <<<"$1"
-  ((${#fields[@]} == 5)) || return 1
-  valid_cron_field "${fields[0]}" 0 59 && valid_cron_field "${fields[1]}" 0 23 \
-    && valid_cron_field "${fields[2]}" 1 31 && valid_cron_field "${fields[3]}" 1 12 \
-    && valid_cron_field "${fields[4]}" 0 7
 }
 
 # The job line of the crontab with its five schedule fields replaced; the command, the user and
@@ -99,7 +73,8 @@ if (($# > 0)); then
   exec "$@"
 fi
 
-if ! valid_schedule "$SCHEDULE"; then
+# the one definition of a valid schedule, shared with `coincap-elt doctor`
+if ! "$HERE/valid-schedule.sh" "$SCHEDULE"; then
   die "PIPELINE_SCHEDULE is '$SCHEDULE'; set five cron fields such as '*/5 * * * *'"
 fi
 ((EUID == 0)) || die "start this container as root: cron needs it to run the job as $JOB_USER"

@@ -42,6 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument(
         "--yes", action="store_true", help="go on without asking (required without a terminal)"
     )
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the configuration without spending CoinCap credits",
+        description="Checks the configuration without spending CoinCap credits, one line per "
+        "check (ok / FAIL, with what to do): the variables, the warehouse (reachable; which of "
+        "the schemas raw, staging, marts, ops exist), the dlt data directory and the run "
+        "directory (writable), the dbt project (parses; the profile connects), "
+        "PIPELINE_SCHEDULE (five cron fields, as the container checks it) and whether "
+        "COINCAP_API_KEY is set. Exit 0 when every check passed; 1 otherwise.",
+    )
+    doctor.add_argument(
+        "--check-key",
+        action="store_true",
+        help="also send ONE small request to CoinCap (/assets?ids=bitcoin, about 2 credits) to "
+        "confirm the key works, and print what it cost",
+    )
     args = parser.parse_args(argv)
     from ingest.logs import configure_logging
 
@@ -54,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         from ingest import backfill as command
 
         return command.main(args.days, args.assets, args.yes)
+    if args.command == "doctor":
+        from ingest.doctor import run_doctor
+
+        return run_doctor(check_key=args.check_key)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -58,9 +58,7 @@ class Settings:
         load_dotenv(os.environ.get("COINCAP_ENV_FILE") or ".env", override=False)
         env = os.environ
 
-        warehouse = env.get("WAREHOUSE", "duckdb").strip().lower() or "duckdb"
-        if warehouse not in WAREHOUSES:
-            raise ConfigError(f"WAREHOUSE is {warehouse!r}; set it to duckdb or postgres")
+        warehouse, duckdb_path, postgres = warehouse_from_env()
 
         api_key = env.get("COINCAP_API_KEY", "").strip()
         if not api_key and require_api_key:
@@ -98,49 +96,63 @@ class Settings:
         )
         monthly_credits = _whole_number(env, "COINCAP_MONTHLY_CREDITS", None, "credits a month")
 
-        postgres = {
-            "host": env.get("POSTGRES_HOST", "localhost"),
-            "port": env.get("POSTGRES_PORT", "5432"),
-            "database": env.get("POSTGRES_DB", ""),
-            "username": env.get("POSTGRES_USER", ""),
-            "password": env.get("POSTGRES_PASSWORD", ""),
-        }
-        if warehouse == "postgres":
-            unset = [
-                name
-                for name, key in (
-                    ("POSTGRES_DB", "database"),
-                    ("POSTGRES_USER", "username"),
-                    ("POSTGRES_PASSWORD", "password"),
-                )
-                if not postgres[key]
-            ]
-            if unset:
-                raise ConfigError(
-                    f"WAREHOUSE=postgres but {', '.join(unset)} not set; "
-                    "set the POSTGRES_* variables (see .env.example)"
-                )
-            if not postgres["port"].isdigit():
-                raise ConfigError(f"POSTGRES_PORT is {postgres['port']!r}; set it to a number")
-
         return cls(
             api_key=api_key,
             base_url=env.get("COINCAP_BASE_URL", "").strip() or DEFAULT_BASE_URL,
             asset_ids=asset_ids,
             warehouse=warehouse,
-            # absolute, because dlt reads a relative DuckDB path from its own data directory
-            duckdb_path=Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH).resolve(),
+            duckdb_path=duckdb_path,
             postgres=postgres,
             backfill_days=int(backfill_days),
-            pipelines_dir=Path(
-                env.get("DLT_DATA_DIR", "").strip() or DEFAULT_DLT_DATA_DIR
-            ).resolve()
-            / "pipelines",
+            pipelines_dir=pipelines_dir(),
             request_timeout_s=request_timeout_s,
             run_dir=Path(env.get("COINCAP_RUN_DIR", "").strip() or "data").resolve(),
             max_history_requests=max_history if max_history is not None else 0,
             monthly_credits=monthly_credits or None,
         )
+
+
+def warehouse_from_env() -> tuple[str, Path, dict[str, str]]:
+    """WAREHOUSE, DUCKDB_PATH and the POSTGRES_* settings, validated: the part of `from_env` that
+    `coincap-elt doctor` needs to check the warehouse even while another variable is wrong."""
+    env = os.environ
+    warehouse = env.get("WAREHOUSE", "duckdb").strip().lower() or "duckdb"
+    if warehouse not in WAREHOUSES:
+        raise ConfigError(f"WAREHOUSE is {warehouse!r}; set it to duckdb or postgres")
+    # absolute, because dlt reads a relative DuckDB path from its own data directory
+    duckdb_path = Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH).resolve()
+    postgres = {
+        "host": env.get("POSTGRES_HOST", "localhost"),
+        "port": env.get("POSTGRES_PORT", "5432"),
+        "database": env.get("POSTGRES_DB", ""),
+        "username": env.get("POSTGRES_USER", ""),
+        "password": env.get("POSTGRES_PASSWORD", ""),
+    }
+    if warehouse == "postgres":
+        unset = [
+            name
+            for name, key in (
+                ("POSTGRES_DB", "database"),
+                ("POSTGRES_USER", "username"),
+                ("POSTGRES_PASSWORD", "password"),
+            )
+            if not postgres[key]
+        ]
+        if unset:
+            raise ConfigError(
+                f"WAREHOUSE=postgres but {', '.join(unset)} not set; "
+                "set the POSTGRES_* variables (see .env.example)"
+            )
+        if not postgres["port"].isdigit():
+            raise ConfigError(f"POSTGRES_PORT is {postgres['port']!r}; set it to a number")
+
+    return warehouse, duckdb_path, postgres
+
+
+def pipelines_dir() -> Path:
+    """Where dlt keeps its pipelines (state, pending load packages): DLT_DATA_DIR/pipelines."""
+    data_dir = os.environ.get("DLT_DATA_DIR", "").strip() or DEFAULT_DLT_DATA_DIR
+    return Path(data_dir).resolve() / "pipelines"
 
 
 def _whole_number(env: os._Environ[str], name: str, default: int | None, unit: str) -> int | None:

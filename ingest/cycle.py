@@ -39,9 +39,11 @@ HEARTBEAT_FILE = "last_success"
 logger = logging.getLogger("run_pipeline")
 
 
-def prepare_environment() -> Path:
+def prepare_environment(create_run_dir: bool = True) -> Path:
     """What every command does first: UTC, no telemetry, the `.env` file, the repo root as the
-    working directory (relative paths mean the same for dlt and dbt). Returns the run directory."""
+    working directory (relative paths mean the same for dlt and dbt). Returns the run directory,
+    created unless `create_run_dir` is False (`coincap-elt doctor` reports an unwritable one
+    instead of stopping on it)."""
     os.environ["TZ"] = "UTC"
     time.tzset()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -53,7 +55,8 @@ def prepare_environment() -> Path:
     os.environ["COINCAP_ENV_FILE"] = env_file
     load_dotenv(env_file, override=False)
     run_dir = Path(os.environ.get("COINCAP_RUN_DIR", "").strip() or ROOT / "data").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if create_run_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
     os.environ["COINCAP_RUN_DIR"] = str(run_dir)
     return run_dir
 
