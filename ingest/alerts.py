@@ -133,6 +133,12 @@ def _post(url: str, text: str) -> bool:
     return False
 
 
+def last_state(run_dir: Path) -> dict[str, str]:
+    """The last state announced and since when (`since` is empty before the first change):
+    what `coincap-elt status` shows. No file means `ok`, as for the next alert."""
+    return _read_state(run_dir / STATE_FILE)
+
+
 def _read_state(path: Path) -> dict[str, str]:
     try:
         state = json.loads(path.read_text())

@@ -58,6 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also send ONE small request to CoinCap (/assets?ids=bitcoin, about 2 credits) to "
         "confirm the key works, and print what it cost",
     )
+    status = commands.add_parser(
+        "status",
+        help="the last cycles, freshness, pending loads, holes, credits (read-only)",
+        description="The pipeline's state: the last cycles from the run log, the newest "
+        "observation and the heartbeat, the alert and CoinCap quota states, dlt's pending load "
+        "packages, the known holes of the 5-minute series and this month's CoinCap credits. "
+        "Read-only: no dbt, no CoinCap request, no write to the warehouse. Exit 0 when the "
+        "state could be read (whatever it is); 1 with one `error:` line when it could not "
+        "(bad settings, warehouse missing, busy with a cycle, or unreachable).",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     args = parser.parse_args(argv)
     from ingest.logs import configure_logging
 
@@ -74,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from ingest.doctor import run_doctor
 
         return run_doctor(check_key=args.check_key)
+    if args.command == "status":
+        from ingest.status import main as status_main
+
+        return status_main(as_json=args.json)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ingest.alerts import notify, notify_once, redact
+from ingest.credits import RUNS_SQL, month_credits, since
 from ingest.summary import IngestSummary
 from ingest.transform import DbtOutcome
 
@@ -154,43 +154,21 @@ def _record(row: dict[str, Any]) -> Any:
 
 
 def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, warehouse: str) -> None:
-    """Logs the credits used this UTC month and the month-end projection; with
-    COINCAP_MONTHLY_CREDITS set, a warning (and one alert a month) when the projection exceeds it.
-
-    The projection is the month so far plus, for the hours left, the pace of the last 24 hours'
-    cycles: their median credits per cycle times their cycles per hour. A one-off backfill
-    therefore counts once, not as the pace of the rest of the month.
-    """
+    """Logs the credits used this UTC month and the month-end projection (ingest/credits.py);
+    with COINCAP_MONTHLY_CREDITS set, a warning (and one alert a month) when the projection
+    exceeds it."""
     now = row["finished_at"]
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    next_month = (month_start + timedelta(days=32)).replace(day=1)
     try:
         with pipeline.sql_client() as client:
-            used = client.execute_sql(
-                f"select coalesce(sum(coincap_credits), 0) from {DATASET}.{TABLE} "
-                "where started_at >= %s",
-                month_start,
-            )[0][0]
-            recent = client.execute_sql(
-                f"select started_at, coincap_credits from {DATASET}.{TABLE} "
-                "where started_at >= %s and coincap_credits is not null order by started_at",
-                now - timedelta(days=1),
-            )
+            runs = client.execute_sql(RUNS_SQL.format(table=f"{DATASET}.{TABLE}"), since(now))
     except Exception as exc:  # noqa: BLE001 - a report, never the cycle's outcome
         logger.warning("credits this month not computed: %s", redact(str(exc), limit=200))
         return
-    used = int(used or 0)
-    projected = used
-    if len(recent) >= 2:
-        span_h = (recent[-1][0] - recent[0][0]).total_seconds() / 3600
-        if span_h > 0:
-            per_cycle = statistics.median(int(spent) for _, spent in recent)
-            cycles_per_hour = (len(recent) - 1) / span_h
-            hours_left = (next_month - now).total_seconds() / 3600
-            projected = int(used + per_cycle * cycles_per_hour * hours_left)
+    month = month_credits(now, runs or [])
+    used, projected = month.used, month.projected
     allowance = _monthly_credits()
     plan = f"plan allows {allowance:,}" if allowance else "no plan set (COINCAP_MONTHLY_CREDITS)"
-    pace = "" if len(recent) >= 2 else " (a projection needs two cycles)"
+    pace = "" if month.has_pace else " (a projection needs two cycles)"
     logger.info(
         "credits: %d this cycle, %s this month (UTC), about %s by month end at the last "
         "24 hours' pace%s; %s",
@@ -208,7 +186,7 @@ def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, wareh
             "answering (see the README's credits table)"
         )
         logger.warning("%s", message)
-        notify_once(run_dir, "credits", now.strftime("%Y-%m"), message, warehouse)
+        notify_once(run_dir, "credits", month.month, message, warehouse)
 
 
 def _monthly_credits() -> int | None:

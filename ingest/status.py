@@ -1,0 +1,444 @@
+"""`coincap-elt status`: the pipeline's state at a glance, for an operator or (`--json`) a script.
+
+It shows the last cycles from the run log, how fresh the marts are (the newest observation, the
+last cycle's source freshness, the heartbeat), the alert and CoinCap quota states, dlt's pending
+load packages, the known holes of the 5-minute series and the month's CoinCap credits.
+
+It only reads: the warehouse through a read-only connection (DuckDB's read-only open, a
+PostgreSQL session in read-only mode), the run directory's files and dlt's pipeline directories.
+It never imports dbt, never calls CoinCap and spends no credits, so it is safe to run at any
+time, also while a cycle runs (on DuckDB, while a cycle holds the file for writing, it says the
+warehouse is busy and exits 1).
+
+Exit status 0 when the state could be read, whatever the state is; 1 with one `error:` line that
+says what to do when it could not (bad configuration, warehouse missing, busy or unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.alerts import last_state, redact
+from ingest.config import ConfigError, Settings
+from ingest.credits import RUNS_SQL, month_credits, since
+from ingest.cycle import HEARTBEAT_FILE, prepare_environment
+
+# the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
+# wrote it, while the view shows the table only from the build after the first row
+RUN_LOGS = ("marts.pipeline_runs", "ops.pipeline_runs")
+RUN_COLUMNS = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "failed_step",
+    "source_freshness",
+    "rows_loaded",
+    "coincap_requests",
+    "coincap_credits",
+    "pending_packages_loaded",
+    "load_ids",
+    "error",
+    "warehouse",
+)
+LAST_CYCLES = 10
+NEWEST_GAPS = 5
+PIPELINES = ("coincap_{}", "coincap_runlog_{}")  # the ingest's and the run log's dlt pipelines
+CONNECT_TIMEOUT_S = 10
+
+Query = Callable[..., list[tuple[Any, ...]]]
+
+
+class StatusError(Exception):
+    """The state could not be read. Its message is one line that says what to do."""
+
+
+def main(as_json: bool = False) -> int:
+    """The command: the report on stdout, or one `error:` line on stderr and exit 1."""
+    run_dir = prepare_environment()
+    try:
+        settings = Settings.from_env(require_api_key=False)
+        report = collect(settings, run_dir, datetime.now(UTC))
+    except (ConfigError, StatusError) as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if as_json else render(report))
+    return 0
+
+
+def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
+    """Everything the status shows, as the JSON object `--json` prints."""
+    with connect(settings) as query:
+        existing = _relations(query)
+        run_log, cycles = _cycles(query, existing)
+        newest = _newest_observation(query, existing)
+        gaps = _gaps(query, existing)
+        runs = query(RUNS_SQL.format(table=run_log), since(now)) if run_log else []
+    month = month_credits(now, runs)
+    heartbeat = _heartbeat(run_dir)
+    alert = last_state(run_dir)
+    return {
+        "checked_at": _iso(now),
+        "warehouse": settings.warehouse,
+        "warehouse_location": _location(settings),
+        "run_log": run_log,
+        "cycles": cycles,
+        "freshness": {
+            "newest_observation_at": _iso(newest),
+            "newest_observation_age_s": _age_s(now, newest),
+            "source_freshness": cycles[0]["source_freshness"] if cycles else None,
+            "last_success_at": _iso(heartbeat),
+            "last_success_age_s": _age_s(now, heartbeat),
+        },
+        "alert": {"state": alert["state"], "since": _iso_text(alert.get("since"))},
+        "quota": _quota(run_dir),
+        "pending_packages": _pending_packages(settings),
+        "gaps": gaps,
+        "credits": {
+            "month": month.month,
+            "used_this_month": month.used,
+            "projected_month_end": month.projected,
+            "has_pace": month.has_pace,
+            "monthly_allowance": settings.monthly_credits,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- the warehouse
+@contextmanager
+def connect(settings: Settings) -> Iterator[Query]:
+    """A read-only connection as `query(sql, *params)` (params written `%s`), closed at once:
+    on DuckDB a reader keeps a cycle from opening the file for writing."""
+    if settings.warehouse == "duckdb":
+        with _duckdb(settings.duckdb_path) as query:
+            yield query
+    else:
+        with _postgres(settings.postgres) as query:
+            yield query
+
+
+@contextmanager
+def _duckdb(path: Path) -> Iterator[Query]:
+    import duckdb
+
+    if not path.exists():
+        raise StatusError(
+            f"the warehouse {path} (DUCKDB_PATH) does not exist yet; run a cycle first "
+            "(coincap-elt run) or point DUCKDB_PATH at the warehouse file"
+        )
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():
+            raise StatusError(
+                f"the warehouse {path} is busy (a cycle is writing to it; DuckDB lets no other "
+                "process open it meanwhile); try again in a minute"
+            ) from exc
+        raise StatusError(
+            f"the warehouse {path} could not be opened ({_first_line(exc)}); check DUCKDB_PATH"
+        ) from exc
+    try:
+        yield lambda sql, *params: conn.execute(sql.replace("%s", "?"), params).fetchall()
+    except duckdb.Error as exc:
+        raise StatusError(f"the warehouse {path} could not be read ({_first_line(exc)})") from exc
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _postgres(pg: dict[str, str]) -> Iterator[Query]:
+    import psycopg2
+
+    where = f"PostgreSQL {pg['username']}@{pg['host']}:{pg['port']}/{pg['database']}"
+    try:
+        conn = psycopg2.connect(
+            host=pg["host"],
+            port=int(pg["port"]),
+            dbname=pg["database"],
+            user=pg["username"],
+            password=pg["password"],
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="coincap-elt status",
+        )
+    except psycopg2.Error as exc:
+        raise StatusError(
+            f"the warehouse ({where}) is unreachable: {_first_line(exc)}; check that it runs "
+            "and the POSTGRES_* settings"
+        ) from exc
+    try:
+        conn.set_session(readonly=True, autocommit=True)
+        with conn.cursor() as cursor:
+
+            def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+                cursor.execute(sql, params or None)
+                return cursor.fetchall()
+
+            yield query
+    except psycopg2.Error as exc:
+        raise StatusError(f"the warehouse ({where}) could not be read: {_first_line(exc)}") from exc
+    finally:
+        conn.close()
+
+
+def _relations(query: Query) -> set[str]:
+    """The tables and views status reads that exist (a new warehouse has none of them)."""
+    rows = query(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_schema in ('marts', 'ops')"
+    )
+    return {f"{schema}.{name}" for schema, name in rows}
+
+
+def _cycles(query: Query, existing: set[str]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The last cycles, newest first, and the run log they come from (None: no cycle yet)."""
+    for table in RUN_LOGS:
+        if table not in existing:
+            continue
+        rows = query(
+            f"select {', '.join(RUN_COLUMNS)} from {table} "
+            f"order by started_at desc limit {LAST_CYCLES}"
+        )
+        if rows:
+            return table, [_cycle(row) for row in rows]
+    return None, []
+
+
+def _cycle(row: tuple[Any, ...]) -> dict[str, Any]:
+    cycle = dict(zip(RUN_COLUMNS, row, strict=True))
+    cycle["started_at"], cycle["finished_at"] = _iso(row[1]), _iso(row[2])
+    cycle["error"] = redact(cycle["error"]) if cycle["error"] else None
+    return cycle
+
+
+def _newest_observation(query: Query, existing: set[str]) -> datetime | None:
+    if "marts.fct_asset_prices" not in existing:
+        return None
+    return query("select max(observed_at) from marts.fct_asset_prices")[0][0]
+
+
+def _gaps(query: Query, existing: set[str]) -> dict[str, Any] | None:
+    """The series' known and pending holes (marts.fct_asset_price_gaps): per asset and the
+    newest few. None before the first build."""
+    if "marts.fct_asset_price_gaps" not in existing:
+        return None
+    per_asset: dict[str, dict[str, int]] = {}
+    for asset_id, gap_status, slots in query(
+        "select asset_id, gap_status, count(*) from marts.fct_asset_price_gaps "
+        "group by asset_id, gap_status order by asset_id, gap_status"
+    ):
+        per_asset.setdefault(asset_id, {"known": 0, "pending": 0})[gap_status] = int(slots)
+    newest = query(
+        "select asset_id, price_at, gap_status, reason from marts.fct_asset_price_gaps "
+        f"order by price_at desc, asset_id limit {NEWEST_GAPS}"
+    )
+    return {
+        "slots": sum(sum(counts.values()) for counts in per_asset.values()),
+        "per_asset": per_asset,
+        "newest": [
+            {"asset_id": asset_id, "price_at": _iso(price_at), "gap_status": status, "reason": why}
+            for asset_id, price_at, status, why in newest
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- local state
+def _heartbeat(run_dir: Path) -> datetime | None:
+    """When the last good cycle ended ($COINCAP_RUN_DIR/last_success, written by the cycle)."""
+    try:
+        return datetime.fromisoformat((run_dir / HEARTBEAT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _quota(run_dir: Path) -> dict[str, Any]:
+    from ingest.quota import EXHAUSTED, Quota
+
+    quota = Quota.load(run_dir)
+    probe = datetime.fromtimestamp(quota.next_probe_ms / 1000, UTC)
+    return {
+        "state": quota.state,
+        "since": quota.since or None,
+        "next_probe_at": _iso(probe) if quota.state == EXHAUSTED else None,
+    }
+
+
+def _pending_packages(settings: Settings) -> dict[str, list[str]]:
+    """Per dlt pipeline, the load ids of the packages extracted or normalized but not yet loaded:
+    what the next cycle that reaches the warehouse loads first."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+
+    pending = {}
+    for name in (template.format(settings.warehouse) for template in PIPELINES):
+        if not (settings.pipelines_dir / name).is_dir():  # attach would create it
+            pending[name] = []
+            continue
+        try:
+            pipeline = dlt.attach(name, pipelines_dir=str(settings.pipelines_dir))
+            extracted = pipeline.list_extracted_load_packages()
+            normalized = pipeline.list_normalized_load_packages()
+        except Exception as exc:  # noqa: BLE001 - whatever dlt raises: one line, not a traceback
+            raise StatusError(
+                f"dlt's pipeline {settings.pipelines_dir / name} could not be read "
+                f"({type(exc).__name__}: {_first_line(exc)}); check DLT_DATA_DIR"
+            ) from exc
+        pending[name] = sorted({*extracted, *normalized})
+    return pending
+
+
+# --------------------------------------------------------------------------- the terminal
+def render(report: dict[str, Any]) -> str:
+    """The report as lines for a terminal (or a cron mail): plain text, no colours."""
+    now = datetime.fromisoformat(report["checked_at"])
+    lines = [
+        f"CoinCap ELT status at {report['checked_at']} ({report['warehouse']}: "
+        f"{report['warehouse_location']})",
+        "",
+        *_render_cycles(report),
+        "",
+        *_render_freshness(report, now),
+        "",
+        *_render_pending(report["pending_packages"]),
+        *_render_gaps(report["gaps"]),
+        *_render_credits(report["credits"]),
+    ]
+    return "\n".join(lines)
+
+
+def _render_cycles(report: dict[str, Any]) -> list[str]:
+    cycles = report["cycles"]
+    if not cycles:
+        return ["Cycles: none recorded yet (the run log is empty); run one: coincap-elt run"]
+    lines = [
+        f"Last {len(cycles)} cycle(s), newest first ({report['run_log']}):",
+        f"  {'started (UTC)':<20}  {'took':>6}  {'status':<9}  {'failed step':<11}  "
+        f"{'freshness':<11}  {'rows':>6}  {'requests':>8}  {'credits':>7}",
+    ]
+    for cycle in cycles:
+        started, finished = (
+            datetime.fromisoformat(cycle[k]) for k in ("started_at", "finished_at")
+        )
+        lines.append(
+            f"  {cycle['started_at']:<20}  {_duration(finished - started):>6}  "
+            f"{cycle['status']:<9}  {cycle['failed_step'] or '-':<11}  "
+            f"{cycle['source_freshness']:<11}  {cycle['rows_loaded']:>6}  "
+            f"{cycle['coincap_requests']:>8}  {_number(cycle['coincap_credits']):>7}"
+        )
+        if cycle["error"]:
+            lines.append(f"      error: {redact(cycle['error'], limit=300)}")
+    return lines
+
+
+def _render_freshness(report: dict[str, Any], now: datetime) -> list[str]:
+    fresh, alert, quota = report["freshness"], report["alert"], report["quota"]
+    quota_line = quota["state"]
+    if quota["since"]:
+        quota_line += f" since {quota['since']}"
+    if quota["next_probe_at"]:
+        quota_line += f"; next probe at {quota['next_probe_at']}"
+    return [
+        "Freshness:",
+        f"  newest observation  {_when(fresh['newest_observation_at'], now, 'none in the marts')}",
+        f"  source freshness    {fresh['source_freshness'] or 'not checked yet'} (last cycle)",
+        f"  last success        {_when(fresh['last_success_at'], now, 'never (no heartbeat)')}",
+        f"  alert state         {alert['state']}"
+        + (f" since {alert['since']}" if alert["since"] else ""),
+        f"  CoinCap quota       {quota_line}",
+    ]
+
+
+def _render_pending(pending: dict[str, list[str]]) -> list[str]:
+    waiting = {name: ids for name, ids in pending.items() if ids}
+    if not waiting:
+        return ["Pending load packages: none"]
+    return [
+        "Pending load packages (the next cycle that reaches the warehouse loads them first):",
+        *(f"  {name}: {len(ids)} ({', '.join(ids)})" for name, ids in waiting.items()),
+    ]
+
+
+def _render_gaps(gaps: dict[str, Any] | None) -> list[str]:
+    if gaps is None:
+        return ["Holes in the series: not built yet (marts.fct_asset_price_gaps)"]
+    if not gaps["slots"]:
+        return ["Holes in the series: none"]
+    per_asset = ", ".join(
+        f"{asset} {counts['known']} known/{counts['pending']} pending"
+        for asset, counts in gaps["per_asset"].items()
+    )
+    return [
+        f"Holes in the series: {gaps['slots']} slot(s) of 5 minutes: {per_asset}",
+        *(
+            f"  {gap['price_at']}  {gap['asset_id']}  {gap['gap_status']}: {gap['reason']}"
+            for gap in gaps["newest"]
+        ),
+    ]
+
+
+def _render_credits(spend: dict[str, Any]) -> list[str]:
+    allowance = spend["monthly_allowance"]
+    plan = f"plan allows {allowance:,}" if allowance else "no plan set (COINCAP_MONTHLY_CREDITS)"
+    pace = "" if spend["has_pace"] else " (a projection needs two cycles in 24 hours)"
+    over = "  OVER THE PLAN" if allowance and spend["projected_month_end"] > allowance else ""
+    return [
+        f"CoinCap credits: {spend['used_this_month']:,} this month ({spend['month']}, UTC), "
+        f"about {spend['projected_month_end']:,} by month end{pace}; {plan}{over}"
+    ]
+
+
+# --------------------------------------------------------------------------- small helpers
+def _location(settings: Settings) -> str:
+    if settings.warehouse == "duckdb":
+        return str(settings.duckdb_path)
+    pg = settings.postgres
+    return f"{pg['host']}:{pg['port']}/{pg['database']}"
+
+
+def _iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _iso_text(text: str | None) -> str | None:
+    """A timestamp another module wrote (the alert state's local-time ISO-8601), as UTC."""
+    try:
+        return _iso(datetime.fromisoformat(text)) if text else None
+    except ValueError:
+        return text
+
+
+def _age_s(now: datetime, when: datetime | None) -> int | None:
+    return None if when is None else int((now - when).total_seconds())
+
+
+def _when(iso: str | None, now: datetime, missing: str) -> str:
+    if iso is None:
+        return missing
+    return f"{iso} ({_duration(now - datetime.fromisoformat(iso))} ago)"
+
+
+def _duration(delta: Any) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return redact((str(exc).strip().splitlines() or [type(exc).__name__])[0], limit=200)
