@@ -19,6 +19,9 @@ from fake_coincap import FakeCoinCap
 from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle
 from postgres_cluster import free_port
 
+# dbt parses and real cycles on both engines: `make test` runs them, the quick loop does not
+pytestmark = pytest.mark.slow
+
 CHECKS = ["variables", "warehouse", "dlt data dir", "run dir", "dbt", "schedule", "key"]
 LINE = re.compile(r"^(ok|FAIL)\s+([a-z ]+): (.+)$")
 COINCAP_ELT = Path(sys.executable).parent / "coincap-elt"

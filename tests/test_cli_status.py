@@ -22,6 +22,9 @@ import pytest
 from fake_coincap import FakeCoinCap, now_ms
 from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
 
+# real cycles and dbt parses on both engines: `make test` runs them, the quick loop does not
+pytestmark = pytest.mark.slow
+
 COINCAP_ELT = Path(sys.executable).parent / "coincap-elt"
 WRONG_KEY = "not-the-key-5e1d"
 
