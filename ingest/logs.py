@@ -1,7 +1,8 @@
-"""The pipeline's log lines: one per event on stderr, each starting with an ISO-8601 UTC
-timestamp, then who speaks. The ingest's lines carry their level (`ingest: warning: ...`); the
-cycle's (`run_pipeline: ...`) and dbt's (`dbt: ...`) say `error:` or `warning:` in the message
-itself, as they did when the cycle was a shell script."""
+"""The pipeline's log lines: one per event, each starting with an ISO-8601 UTC timestamp, then who
+speaks. The ingest's lines carry their level (`ingest: warning: ...`); the cycle's
+(`run_pipeline: ...`) and dbt's (`dbt: ...`) say `error:` or `warning:` in the message itself,
+as they did when the cycle was a shell script. dbt's lines go to stdout (where dbt prints them),
+the others to stderr."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def configure_logging() -> None:
             logger = logging.getLogger(name)
             if any(getattr(h, "_coincap", False) for h in logger.handlers):
                 continue  # configured already (one process may run several commands in tests)
-            handler = logging.StreamHandler(sys.stderr)
+            handler = logging.StreamHandler(sys.stdout if name == "dbt" else sys.stderr)
             handler.setFormatter(formatter)
             handler._coincap = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
