@@ -55,12 +55,9 @@ def plan(oldest: dict[str, int], asset_ids: Sequence[str], days: int, now_ms: in
 
 
 def estimate_credits(windows: Sequence[Window]) -> int:
-    from ingest.coincap.helpers import credits_for
-    from ingest.coincap.settings import HISTORY_INTERVAL_MS, HISTORY_POINT_BYTES
+    from ingest.coincap import estimate_history_credits
 
-    return sum(
-        credits_for((w.end - w.start) // HISTORY_INTERVAL_MS * HISTORY_POINT_BYTES) for w in windows
-    )
+    return estimate_history_credits([(w.start, w.end) for w in windows])
 
 
 def main(days: int, assets: str | None, yes: bool) -> int:
@@ -87,7 +84,9 @@ def main(days: int, assets: str | None, yes: bool) -> int:
             return 2
         asset_ids = asked
 
-    pipeline = _pipeline(settings)
+    from ingest.coincap_pipeline import open_pipeline
+
+    pipeline = open_pipeline(settings)
     oldest = _oldest_stored(pipeline, asset_ids)
     windows = plan(oldest, asset_ids, days, int(time.time() * 1000))
     if not windows:
@@ -148,20 +147,6 @@ class _Stop(Exception):
     """CoinCap stopped answering usefully: the backfill ends, what was loaded stays."""
 
 
-def _pipeline(settings: Any) -> Any:
-    import dlt
-
-    from ingest.coincap_pipeline import DATASET
-    from ingest.warehouse import destination
-
-    return dlt.pipeline(
-        pipeline_name=f"coincap_{settings.warehouse}",  # the cycle's: same state, same tables
-        pipelines_dir=str(settings.pipelines_dir),
-        destination=destination(settings),
-        dataset_name=DATASET,
-    )
-
-
 def _oldest_stored(pipeline: Any, asset_ids: Sequence[str]) -> dict[str, int]:
     """Per asset, the oldest time (ms) raw holds a point for or history was asked back to."""
     ids = ", ".join("('" + a.replace("'", "''") + "')" for a in asset_ids)
@@ -212,11 +197,9 @@ def _load(
     import dlt
 
     from ingest.coincap import HISTORY_HINTS, REQUEST_HINTS, TIMESTAMP_FIELD, _history_rows
-    from ingest.coincap.helpers import (
-        CoinCapClient,
-        CoinCapError,
-        CoinCapNotFoundError,
-    )
+    from ingest.coincap.helpers import CoinCapClient, CoinCapError, CoinCapNotFoundError
+    from ingest.coincap.settings import HISTORY_INTERVAL
+    from ingest.coincap_pipeline import load_pending
     from ingest.quota import Quota
 
     quota = Quota.load(run_dir)
@@ -240,7 +223,7 @@ def _load(
             record["window_end"] = window.end
             before = client.meter.credits
             try:
-                params = {"interval": "m5", "start": window.start, "end": window.end}
+                params = {"interval": HISTORY_INTERVAL, "start": window.start, "end": window.end}
                 body = client.get(f"/assets/{window.asset_id}/history", params=params)
                 points = _history_rows(body, window.asset_id, window.start, window.end)
             except CoinCapNotFoundError as exc:
@@ -271,9 +254,7 @@ def _load(
                 create_table_variant=True,
             )
 
-    if pipeline.has_pending_data:  # a cycle's or a killed batch's: loaded first, as a cycle does
-        pipeline.normalize()
-        summary.load_ids.extend(pipeline.load().loads_ids)
+    load_pending(pipeline, summary)  # a cycle's or a killed batch's, as a cycle does
     try:
         info = pipeline.run(history())
         summary.load_ids.extend(info.loads_ids)

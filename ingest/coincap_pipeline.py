@@ -62,24 +62,8 @@ def ingest_step(settings: Settings | None = None) -> IngestSummary:
 def run(settings: Settings, summary: IngestSummary | None = None) -> None:
     summary = summary if summary is not None else IngestSummary()
     started = time.monotonic()
-    pipeline = dlt.pipeline(
-        # One pipeline (and so one local state and set of pending packages) per warehouse:
-        # switching WAREHOUSE never mixes one warehouse's state into the other's.
-        pipeline_name=f"coincap_{settings.warehouse}",
-        pipelines_dir=str(settings.pipelines_dir),
-        destination=destination(settings),
-        dataset_name=DATASET,
-    )
-    _finish_interrupted_completions(pipeline)
-    if pipeline.has_pending_data:
-        # A cycle that failed after extracting (warehouse down, process killed) left its
-        # snapshot on disk. Load it first: `run` alone would load it and skip today's snapshot.
-        logger.info("loading pending load packages left by an earlier cycle")
-        pipeline.normalize()
-        pending = pipeline.load()
-        logger.info("loaded pending load packages %s", ", ".join(pending.loads_ids))
-        summary.pending_packages_loaded = len(pending.loads_ids)
-        summary.load_ids.extend(pending.loads_ids)
+    pipeline = open_pipeline(settings)
+    load_pending(pipeline, summary)
 
     quota = Quota.load(settings.run_dir)
     try:
@@ -124,6 +108,33 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         client.meter.requests,
         client.meter.credits,
     )
+
+
+def open_pipeline(settings: Settings) -> dlt.Pipeline:
+    """The warehouse's CoinCap pipeline (the cycle's and the backfill's): one pipeline, and so
+    one local state and set of pending packages, per warehouse, so switching WAREHOUSE never
+    mixes one warehouse's state into the other's."""
+    pipeline = dlt.pipeline(
+        pipeline_name=f"coincap_{settings.warehouse}",
+        pipelines_dir=str(settings.pipelines_dir),
+        destination=destination(settings),
+        dataset_name=DATASET,
+    )
+    _finish_interrupted_completions(pipeline)
+    return pipeline
+
+
+def load_pending(pipeline: dlt.Pipeline, summary: IngestSummary) -> None:
+    """Loads what an earlier run extracted but could not load (warehouse down, process killed).
+    First, because `pipeline.run` alone would load it and skip the new data."""
+    if not pipeline.has_pending_data:
+        return
+    logger.info("loading pending load packages left by an earlier cycle")
+    pipeline.normalize()
+    pending = pipeline.load()
+    logger.info("loaded pending load packages %s", ", ".join(pending.loads_ids))
+    summary.pending_packages_loaded += len(pending.loads_ids)
+    summary.load_ids.extend(pending.loads_ids)
 
 
 def _series_ends(pipeline: dlt.Pipeline, asset_ids: tuple[str, ...]) -> dict[str, int]:

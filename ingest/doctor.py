@@ -142,19 +142,14 @@ def _check_duckdb(path: Path) -> Result:
 def _check_postgres(postgres: dict[str, str]) -> Result:
     import psycopg2
 
+    from ingest.warehouse import connect_postgres
+
     where = (
         f"PostgreSQL {postgres['database']}@{postgres['host']}:{postgres['port']} "
         f"as {postgres['username']}"
     )
     try:
-        conn = psycopg2.connect(
-            host=postgres["host"],
-            port=int(postgres["port"]),
-            dbname=postgres["database"],
-            user=postgres["username"],
-            password=postgres["password"],
-            connect_timeout=POSTGRES_CONNECT_TIMEOUT_S,
-        )
+        conn = connect_postgres(postgres, POSTGRES_CONNECT_TIMEOUT_S, "coincap-elt doctor")
     except psycopg2.Error as exc:
         return Result(
             "warehouse",

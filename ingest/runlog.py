@@ -75,9 +75,10 @@ def record_run(
         "error": redact(error) if error else None,
         "warehouse": warehouse,
     }
-    pipeline = _record(row)
-    if pipeline is not None:
-        _credits_this_month(pipeline, row, run_dir, warehouse)
+    recorded = _record(row)
+    if recorded is not None:
+        pipeline, allowance = recorded
+        _credits_this_month(pipeline, row, run_dir, warehouse, allowance)
 
     if not alert:
         return
@@ -91,12 +92,13 @@ def record_run(
         notify(run_dir, "ok", "", warehouse)
 
 
-def _record(row: dict[str, Any]) -> Any:
+def _record(row: dict[str, Any]) -> tuple[Any, int | None] | None:
     """Appends the row to ops.pipeline_runs through dlt, with rows earlier cycles could not write.
 
     Extract and normalize are local; only the load needs the warehouse. So when it is down, the
     row waits in dlt's pending package, and the next load writes every pending row at once.
     (`pipeline.run` would first sync state with the warehouse and lose the row when it is down.)
+    Returns the pipeline and the plan's monthly credits (Settings), or None when not written.
     """
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
@@ -150,10 +152,12 @@ def _record(row: dict[str, Any]) -> Any:
         row["coincap_requests"],
         row["coincap_credits"],
     )
-    return pipeline
+    return pipeline, settings.monthly_credits
 
 
-def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, warehouse: str) -> None:
+def _credits_this_month(
+    pipeline: Any, row: dict[str, Any], run_dir: Path, warehouse: str, allowance: int | None
+) -> None:
     """Logs the credits used this UTC month and the month-end projection (ingest/credits.py);
     with COINCAP_MONTHLY_CREDITS set, a warning (and one alert a month) when the projection
     exceeds it."""
@@ -166,7 +170,6 @@ def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, wareh
         return
     month = month_credits(now, runs or [])
     used, projected = month.used, month.projected
-    allowance = _monthly_credits()
     plan = f"plan allows {allowance:,}" if allowance else "no plan set (COINCAP_MONTHLY_CREDITS)"
     pace = "" if month.has_pace else " (a projection needs two cycles)"
     logger.info(
@@ -187,8 +190,3 @@ def _credits_this_month(pipeline: Any, row: dict[str, Any], run_dir: Path, wareh
         )
         logger.warning("%s", message)
         notify_once(run_dir, "credits", month.month, message, warehouse)
-
-
-def _monthly_credits() -> int | None:
-    value = os.environ.get("COINCAP_MONTHLY_CREDITS", "").strip()
-    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None

@@ -156,17 +156,11 @@ def _duckdb(path: Path) -> Iterator[Query]:
 def _postgres(pg: dict[str, str]) -> Iterator[Query]:
     import psycopg2
 
+    from ingest.warehouse import connect_postgres
+
     where = f"PostgreSQL {pg['username']}@{pg['host']}:{pg['port']}/{pg['database']}"
     try:
-        conn = psycopg2.connect(
-            host=pg["host"],
-            port=int(pg["port"]),
-            dbname=pg["database"],
-            user=pg["username"],
-            password=pg["password"],
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="coincap-elt status",
-        )
+        conn = connect_postgres(pg, CONNECT_TIMEOUT_S, "coincap-elt status")
     except psycopg2.Error as exc:
         raise StatusError(
             f"the warehouse ({where}) is unreachable: {_first_line(exc)}; check that it runs "

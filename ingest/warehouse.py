@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # No network for telemetry here or in production containers; must be set before dlt is imported.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -23,4 +24,20 @@ def destination(settings: Settings) -> Destination:
         # marked it done re-runs the job, and that constraint would refuse the rows in every
         # later cycle (RELIABILITY.md). The merges dedup by their keys; marts are keyed by dbt.
         create_indexes=False,
+    )
+
+
+def connect_postgres(postgres: dict[str, str], timeout_s: float, application_name: str) -> Any:
+    """A psycopg2 connection with the warehouse settings (Settings.postgres), for the commands
+    that read the warehouse without dlt (`coincap-elt status`, `coincap-elt doctor`)."""
+    import psycopg2
+
+    return psycopg2.connect(
+        host=postgres["host"],
+        port=int(postgres["port"]),
+        dbname=postgres["database"],
+        user=postgres["username"],
+        password=postgres["password"],
+        connect_timeout=timeout_s,
+        application_name=application_name,
     )

@@ -372,10 +372,7 @@ def _log_estimate(plans: list[tuple[str, int, list[tuple[int, int]], str]], limi
     windows = [window for _, _, ws, _ in plans for window in ws]
     if not windows:
         return
-    estimate = sum(
-        credits_for((end - start) // HISTORY_INTERVAL_MS * HISTORY_POINT_BYTES)
-        for start, end in windows
-    )
+    estimate = estimate_history_credits(windows)
     later = f"; {len(windows) - limit} deferred to the next cycles" if len(windows) > limit else ""
     logger.info(
         "history to fetch for %d asset(s): %d request(s), about %d credit(s)%s",
@@ -383,6 +380,14 @@ def _log_estimate(plans: list[tuple[str, int, list[tuple[int, int]], str]], limi
         len(windows),
         estimate,
         later,
+    )
+
+
+def estimate_history_credits(windows: Sequence[tuple[int, int]]) -> int:
+    """What history requests for these (start, end) windows will cost, before they are sent."""
+    return sum(
+        credits_for((end - start) // HISTORY_INTERVAL_MS * HISTORY_POINT_BYTES)
+        for start, end in windows
     )
 
 
