@@ -651,6 +651,8 @@ def _trace_steps(pipelines_dir: Path) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- 3. queries
 def dashboard_cards() -> list[tuple[str, str]]:
+    """The dashboard's questions that have a plain-table baseline below, as the dashboard runs
+    them when it opens: every asset, the default dates (the last 30 days and today)."""
     spec = importlib.util.spec_from_file_location(
         "provision_metabase", REPO / "scripts" / "provision_metabase.py"
     )
@@ -658,38 +660,64 @@ def dashboard_cards() -> list[tuple[str, str]]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    return [(card.name, card.sql) for card in module.CARDS]
+    cards = []
+    for card in module.CARDS:
+        if card.name in BASELINE_SQL:
+            dates = f"marts.{card.table}.{card.filter_columns['date_range']} >= {WINDOW_START}"
+            sql = card.sql.replace("{{asset}}", "1 = 1").replace("{{date_range}}", dates)
+            cards.append((card.name, sql))
+    return cards
 
 
 # The same answers from one unkeyed, unindexed table of every snapshot, as the replaced
 # pipeline kept them (CoinCap's fields, one row per asset per cycle, no key and no index).
 BASELINE_TABLE = "bench_baseline.asset_snapshots"
+WINDOW_START = "current_date - 30"  # the dashboard's default dates
 QUERY_BUDGET_MS = 10_000  # per question and side: enough runs for a median, not minutes of them
 BASELINE_SQL = {
     "Latest prices": (
-        "select rank, symbol, name, price_usd, change_percent_24h, market_cap_usd,\n"
+        "select asset_id, symbol, name, rank, price_usd, change_percent_24h, market_cap_usd,\n"
         "       volume_usd_24h, observed_at\n"
         "from (select distinct on (asset_id) * from bench_baseline.asset_snapshots\n"
+        f"      where observed_at >= {WINDOW_START}\n"
         "      order by asset_id, observed_at desc) as latest\n"
-        "order by rank"
+        "order by market_cap_usd desc nulls last, asset_id"
     ),
     "Share of total market cap": (
-        "select distinct on (asset_id) symbol, market_cap_usd\n"
-        "from bench_baseline.asset_snapshots\n"
-        "where market_cap_usd is not null\n"
-        "order by asset_id, observed_at desc"
+        "with latest as (\n"
+        "    select distinct on (asset_id) asset_id, market_cap_usd,\n"
+        "        cast(observed_at at time zone 'UTC' as date) as price_date\n"
+        "    from bench_baseline.asset_snapshots\n"
+        f"    where market_cap_usd is not null and observed_at >= {WINDOW_START}\n"
+        "    order by asset_id, observed_at desc\n"
+        ")\n"
+        "select asset_id, market_cap_usd / sum(market_cap_usd) over () as market_share,\n"
+        "    price_date\n"
+        "from latest order by market_share desc"
     ),
     "Price history per asset": (
-        "select observed_at, symbol, price_usd\n"
-        "from bench_baseline.asset_snapshots\n"
-        "where observed_at >= now() - interval '7 days'\n"
-        "order by observed_at, symbol"
+        "with prices as (\n"
+        "    select asset_id, observed_at, price_usd from bench_baseline.asset_snapshots\n"
+        f"    where observed_at >= {WINDOW_START}\n"
+        "), slice_length as (\n"
+        "    select greatest(300, ceil(extract(epoch from max(observed_at) - min(observed_at))\n"
+        "        / 200)) as seconds from prices\n"
+        "), sliced as (\n"
+        "    select distinct on (prices.asset_id, slice_number) prices.observed_at,\n"
+        "        prices.asset_id, prices.price_usd,\n"
+        "        floor(extract(epoch from prices.observed_at) / slice_length.seconds)\n"
+        "            as slice_number\n"
+        "    from prices cross join slice_length\n"
+        "    order by prices.asset_id, slice_number, prices.observed_at desc\n"
+        ")\n"
+        "select observed_at, asset_id, price_usd from sliced order by observed_at, asset_id"
     ),
     "Daily OHLC": (
         "with days as (\n"
-        "    select asset_id, symbol, rank, price_usd, observed_at,\n"
+        "    select asset_id, price_usd, observed_at,\n"
         "           cast(observed_at at time zone 'UTC' as date) as price_date\n"
         "    from bench_baseline.asset_snapshots\n"
+        f"    where observed_at >= {WINDOW_START}\n"
         "), ranked as (\n"
         "    select *,\n"
         "        row_number() over (partition by asset_id, price_date order by observed_at)\n"
@@ -697,18 +725,15 @@ BASELINE_SQL = {
         "        row_number() over (partition by asset_id, price_date order by observed_at desc)\n"
         "            as from_close\n"
         "    from days\n"
-        "), latest as (\n"
-        "    select distinct on (asset_id) asset_id, rank\n"
-        "    from bench_baseline.asset_snapshots order by asset_id, observed_at desc\n"
         ")\n"
-        "select ranked.price_date, max(ranked.symbol) as symbol,\n"
+        "select price_date, asset_id,\n"
         "    max(case when from_open = 1 then price_usd end) as open_price_usd,\n"
         "    max(price_usd) as high_price_usd, min(price_usd) as low_price_usd,\n"
         "    max(case when from_close = 1 then price_usd end) as close_price_usd,\n"
         "    count(*) as observation_count\n"
-        "from ranked inner join latest on ranked.asset_id = latest.asset_id\n"
-        "group by ranked.asset_id, ranked.price_date, latest.rank\n"
-        "order by ranked.price_date desc, latest.rank"
+        "from ranked\n"
+        "group by asset_id, price_date\n"
+        "order by price_date desc, asset_id"
     ),
 }
 

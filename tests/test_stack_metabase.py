@@ -1,19 +1,25 @@
 """Metabase as code: scripts/provision_metabase.py against a local fake of Metabase's REST API.
 
 The fake (tests/fake_metabase.py) follows Metabase's API documentation; a real Metabase could not be
-run here. First run: setup, the warehouse (read-only role, only `marts` visible), a collection, four
-questions and a dashboard. Second run: nothing changes.
+run here. Its sync finds the marts as dbt declares them (the contract columns of the mart models);
+tests/test_stack_warehouse.py runs the dashboard against real marts in PostgreSQL.
+
+First run: setup, the warehouse (read-only role, only `marts` visible), dbt's descriptions, keys
+and semantic types in Metabase's metadata, a collection, the questions with their field filters
+and a dashboard with two filters wired to every question. Second run: nothing changes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from fake_metabase import FakeMetabase
+import yaml
+from fake_metabase import FakeMetabase, dimension_field
 from helpers import REPO
 
 SCRIPT = REPO / "scripts" / "provision_metabase.py"
@@ -44,7 +50,7 @@ def provision(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         cwd=Path(env.get("HOME", REPO)),
     )
     # never a password in the output
@@ -53,10 +59,49 @@ def provision(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+MARTS_DIR = REPO / "dbt_project" / "models" / "marts"
+CARD_NAMES = {
+    "Latest prices",
+    "Share of total market cap",
+    "Price history per asset",
+    "Cumulative return",
+    "Drawdown from peak",
+    "Volatility, 30 days, annualised",
+    "Market share over time",
+    "Correlation of daily returns",
+    "Daily returns",
+    "Daily OHLC",
+}
+
+
+def marts_catalog() -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """What Metabase's sync finds in `marts`: every mart model (under its alias) with its
+    contract columns."""
+    tables = {}
+    for yml in sorted(MARTS_DIR.glob("_marts__*.yml")):
+        for model in (yaml.safe_load(yml.read_text()) or {}).get("models") or []:
+            sql = (MARTS_DIR / f"{model['name']}.sql").read_text()
+            alias = re.search(r"alias\s*=\s*'(\w+)'", sql)
+            tables[alias.group(1) if alias else model["name"]] = [
+                (column["name"], re.sub(r"\(.*\)", "", column["data_type"]).strip())
+                for column in model["columns"]
+            ]
+    return {"marts": tables}
+
+
 @pytest.fixture
 def fake_metabase():
     with FakeMetabase() as fake:
+        fake.catalog = marts_catalog()
         yield fake
+
+
+def field(fake: FakeMetabase, table: str, column: str) -> dict:
+    (table_id,) = [t["id"] for t in fake.tables.values() if t["name"] == table]
+    (found,) = [
+        f for f in fake.fields.values() if f["table_id"] == table_id and f["name"] == column
+    ]
+    return found
 
 
 def test_first_run_creates_everything_and_second_run_changes_nothing(fake_metabase):
@@ -79,28 +124,33 @@ def test_first_run_creates_everything_and_second_run_changes_nothing(fake_metaba
     assert details["schema-filters-type"] == "inclusion"
     assert details["schema-filters-patterns"] == "marts"
     assert fake.databases[1]["name"] == "Sample Database"
-    assert fake.synced == [warehouses[0]["id"]]
+    assert warehouses[0]["id"] in fake.synced and 1 not in fake.synced
 
-    # four native questions on the marts, in one collection, and a dashboard showing all four
+    # native questions on the marts, in one collection, and a dashboard showing them all
     assert len(fake.collections) == 1
     collection_id = next(iter(fake.collections))
     cards = {c["name"]: c for c in fake.cards.values()}
-    assert set(cards) == {
-        "Price history per asset",
-        "Daily OHLC",
-        "Share of total market cap",
-        "Latest prices",
-    }
+    assert set(cards) == CARD_NAMES
     for card in cards.values():
         assert card["collection_id"] == collection_id
         query = card["dataset_query"]
         assert query["type"] == "native" and query["database"] == warehouses[0]["id"]
         sql = query["native"]["query"]
         assert "marts." in sql and "raw." not in sql and "staging." not in sql
+        # two field filters, each on a column of the mart the question reads
+        tags = query["native"]["template-tags"]
+        assert set(tags) == {"asset", "date_range"}, card["name"]
+        assert tags["asset"]["widget-type"] == "string/="
+        assert tags["date_range"]["widget-type"] == "date/all-options"
+        asset_field = fake.fields[dimension_field(tags["asset"])]
+        assert asset_field["name"] == "asset_id"
+        table = fake.tables[asset_field["table_id"]]
+        assert f"from marts.{table['name']}\n" in sql, card["name"]
+        date_field = fake.fields[dimension_field(tags["date_range"])]
+        assert date_field["table_id"] == table["id"]
+        assert date_field["name"] in ("price_date", "observed_at", "price_at")
     assert "marts.fct_asset_prices_daily" in cards["Daily OHLC"]["dataset_query"]["native"]["query"]
-    assert "marts.dim_assets" in cards["Latest prices"]["dataset_query"]["native"]["query"]
     assert cards["Price history per asset"]["display"] == "line"
-    assert cards["Share of total market cap"]["display"] == "pie"
 
     assert len(fake.dashboards) == 1
     dashboard = next(iter(fake.dashboards.values()))
@@ -109,7 +159,50 @@ def test_first_run_creates_everything_and_second_run_changes_nothing(fake_metaba
     assert sorted(dc["card_id"] for dc in dashboard["dashcards"]) == sorted(
         c["id"] for c in cards.values()
     )
+    # the two filters, each wired to every card's tag of that name
+    parameters = {p["slug"]: p for p in dashboard["parameters"]}
+    assert parameters["asset"]["type"] == "string/="
+    assert parameters["date_range"]["type"] == "date/all-options"
+    assert parameters["date_range"]["default"] == "past30days~"
+    for dashcard in dashboard["dashcards"]:
+        wired = {(m["parameter_id"], m["target"][1][1]) for m in dashcard["parameter_mappings"]}
+        assert wired == {
+            (parameters["asset"]["id"], "asset"),
+            (parameters["date_range"]["id"], "date_range"),
+        }
     assert f"/dashboard/{dashboard['id']}" in first.stdout
+
+    # dbt's documentation and keys in Metabase's metadata
+    tables = {t["name"]: t for t in fake.tables.values()}
+    assert tables["fct_asset_returns_daily"]["description"].startswith(
+        "One row per asset per UTC day"
+    )
+    dim_asset_id = field(fake, "dim_assets", "asset_id")
+    assert dim_asset_id["semantic_type"] == "type/PK"
+    assert dim_asset_id["description"].startswith("CoinCap's id for the asset")
+    for table in ("fct_asset_prices", "fct_asset_returns_daily", "fct_market_share_daily"):
+        asset_id = field(fake, table, "asset_id")
+        assert asset_id["semantic_type"] == "type/FK", table
+        assert asset_id["fk_target_field_id"] == dim_asset_id["id"], table
+    for column in ("asset_id", "other_asset_id"):
+        pair = field(fake, "fct_asset_correlations_30d", column)
+        assert (pair["semantic_type"], pair["fk_target_field_id"]) == (
+            "type/FK",
+            dim_asset_id["id"],
+        )
+    assert field(fake, "fct_asset_prices", "price_usd")["semantic_type"] == "type/Currency"
+    assert field(fake, "fct_market_share_daily", "market_share")["semantic_type"] == (
+        "type/Percentage"
+    )
+    assert field(fake, "fct_asset_returns_daily", "drawdown")["semantic_type"] == "type/Percentage"
+    # percent as CoinCap sends it (2.5 is 2.5 %): not a fraction Metabase should multiply by 100
+    assert field(fake, "fct_asset_prices", "change_percent_24h")["semantic_type"] is None
+    undocumented = [
+        (fake.tables[f["table_id"]]["name"], f["name"])
+        for f in fake.fields.values()
+        if not (f["description"] or "").strip()
+    ]
+    assert undocumented == []
 
     # second run: reads and logs in, changes nothing
     snapshot = (
@@ -139,23 +232,39 @@ def test_drift_is_put_back(fake_metabase):
     assert provision(provision_env(fake)).returncode == 0
     card = next(c for c in fake.cards.values() if c["name"] == "Daily OHLC")
     card["dataset_query"]["native"]["query"] = "select 1"
+    volatility = next(c for c in fake.cards.values() if c["name"].startswith("Volatility"))
+    volatility["dataset_query"]["native"]["template-tags"]["asset"]["dimension"][1] = 1
     dashboard = next(iter(fake.dashboards.values()))
     dashboard["dashcards"].pop()
+    dashboard["dashcards"][0]["parameter_mappings"].pop()
+    dashboard["parameters"][1].pop("default")
     db = next(db for db in fake.databases.values() if db["engine"] == "postgres")
     db["details"]["schema-filters-patterns"] = "marts,raw"
+    market_share = field(fake, "fct_market_share_daily", "market_share")
+    market_share["semantic_type"] = None
+    market_share["description"] = "edited by hand"
 
     fake.reset_requests()
     again = provision(provision_env(fake))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "marts.fct_asset_prices_daily" in card["dataset_query"]["native"]["query"]
-    assert len(dashboard["dashcards"]) == 4
+    tag = volatility["dataset_query"]["native"]["template-tags"]["asset"]
+    assert fake.fields[dimension_field(tag)]["name"] == "asset_id"
+    assert len(dashboard["dashcards"]) == len(CARD_NAMES)
+    assert all(len(dc["parameter_mappings"]) == 2 for dc in dashboard["dashcards"])
+    assert dashboard["parameters"][1]["default"] == "past30days~"
     assert db["details"]["schema-filters-patterns"] == "marts"
-    assert len(fake.cards) == 4 and len(fake.dashboards) == 1  # put back, not duplicated
+    assert market_share["semantic_type"] == "type/Percentage"
+    assert market_share["description"].startswith("`market_cap_usd / total_market_cap_usd`")
+    # put back, not duplicated
+    assert len(fake.cards) == len(CARD_NAMES) and len(fake.dashboards) == 1
     assert sorted(fake.mutations()) == sorted(
         [
             ("PUT", f"/api/card/{card['id']}"),
+            ("PUT", f"/api/card/{volatility['id']}"),
             ("PUT", f"/api/dashboard/{dashboard['id']}"),
             ("PUT", f"/api/database/{db['id']}"),
+            ("PUT", f"/api/field/{market_share['id']}"),
         ]
     )
 
@@ -181,3 +290,41 @@ def test_metabase_never_healthy_fails_clearly(fake_metabase):
     proc = provision(provision_env(fake_metabase, METABASE_WAIT_SECONDS="2"))
     assert proc.returncode == 1
     assert "was not healthy after 2 s" in proc.stderr
+
+
+def test_waits_for_the_marts_and_says_so_when_they_never_come(fake_metabase):
+    """A new stack: Metabase is up before the pipeline's first cycle has built the marts.
+    Provisioning asks for a sync, waits, and at its limit fails with what to do; the next run,
+    once the marts exist, finishes the job."""
+    fake = fake_metabase
+    fake.catalog = {}
+    proc = provision(provision_env(fake, METABASE_MARTS_WAIT_SECONDS="3"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    error = proc.stderr.strip().splitlines()
+    assert len(error) == 1, proc.stderr
+    assert "are not in Metabase after 3 s" in error[0]
+    assert "docker compose up metabase-provision" in error[0]
+    assert "asked Metabase to sync" in proc.stdout
+    assert len(fake.synced) == 1  # at most once a minute, not in a loop
+    assert fake.cards == {} and fake.dashboards == {}
+
+    fake.catalog = marts_catalog()  # the first cycle has run
+    again = provision(provision_env(fake, METABASE_MARTS_WAIT_SECONDS="30"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {c["name"] for c in fake.cards.values()} == CARD_NAMES
+
+
+def test_the_exposure_lists_every_mart_the_dashboard_reads():
+    """dbt's exposure of the dashboard (lineage in the docs site) names exactly the marts its
+    questions read."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("provision_metabase", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    read = {table for card in module.CARDS for table in re.findall(r"marts\.(\w+)", card.sql)}
+    exposures = yaml.safe_load((MARTS_DIR / "_marts__exposures.yml").read_text())["exposures"]
+    (dashboard,) = [e for e in exposures if e["label"] == module.DASHBOARD_NAME]
+    declared = {re.fullmatch(r"ref\('(\w+)'\)", ref).group(1) for ref in dashboard["depends_on"]}
+    assert declared == read

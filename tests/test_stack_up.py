@@ -505,10 +505,11 @@ def test_metabase_reader_reads_marts_and_is_denied_raw(stack):
 
 
 def test_metabase_provision_exits_0_and_a_second_run_changes_nothing(stack):
+    # it waits for the first cycle's marts (Metabase syncs them), then pushes dbt's metadata
     wait_for(
         "metabase-provision to exit",
         lambda: stack.ps().get("metabase-provision", "").startswith("Exit"),
-        240,
+        480,
     )
     assert stack.ps()["metabase-provision"] == "Exit 0", stack.logs("metabase-provision")
     info = stack.inspect("metabase-provision")
@@ -519,6 +520,8 @@ def test_metabase_provision_exits_0_and_a_second_run_changes_nothing(stack):
     assert not (info["State"].get("Health") or {}).get("Status"), info["State"].get("Health")
     first = stack.logs("metabase-provision")
     assert "provision_metabase: done:" in first
+    assert "laid out 10 cards and 2 filters" in first, first
+    assert "updated the metadata of" in first, first  # dbt's descriptions and keys, in Metabase
     changes = stack.logs("metabase").count("fake-metabase: changed:")
     assert changes > 0
 
