@@ -144,7 +144,7 @@ def _record(row: dict[str, Any]) -> tuple[Any, int | None] | None:
             len(load_info.loads_ids) - 1,
         )
     logger.info(
-        "run log: %s cycle recorded in %s.%s (%d rows loaded, %d CoinCap request(s), %d credit(s))",
+        "run log: %s run recorded in %s.%s (%d rows loaded, %d CoinCap request(s), %d credit(s))",
         row["status"],
         DATASET,
         TABLE,

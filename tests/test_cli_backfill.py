@@ -87,6 +87,9 @@ def test_backfill_extends_the_series_with_no_hole_and_no_double(
     lines = done.stderr.splitlines()
     estimate = next(i for i, ln in enumerate(lines) if "4 request(s), about" in ln)
     assert estimate < next(i for i, ln in enumerate(lines) if "window(s)" in ln), done.stderr
+    # its run-log row is a run, not a cycle (the log says which)
+    output = done.stdout + done.stderr
+    assert "run log: succeeded run recorded" in output and "cycle recorded" not in output
     history = fake_coincap.history_requests()
     assert len(history) == 4, history  # two more days, two assets, one request a day each
     after = series(warehouse)
