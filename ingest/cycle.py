@@ -82,7 +82,8 @@ def run_cycle() -> int:
     with cycle_lock(run_dir) as locked:
         if not locked:
             logger.info(
-                "another cycle is running (it holds %s); this one exits without doing anything",
+                "another cycle is running (or a backfill, or `coincap-elt status` reading "
+                "DuckDB: it holds %s); this one exits without doing anything",
                 run_dir / LOCK_FILE,
             )
             return 0

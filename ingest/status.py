@@ -28,7 +28,7 @@ from typing import Any
 from ingest.alerts import last_state, redact
 from ingest.config import ConfigError, Settings
 from ingest.credits import RUNS_SQL, month_credits, since
-from ingest.cycle import HEARTBEAT_FILE, prepare_environment
+from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock, prepare_environment
 
 # the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
 # wrote it, while the view shows the table only from the build after the first row
@@ -75,7 +75,7 @@ def main(as_json: bool = False) -> int:
 
 def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
     """Everything the status shows, as the JSON object `--json` prints."""
-    with connect(settings) as query:
+    with connect(settings, run_dir) as query:
         existing = _relations(query)
         run_log, cycles = _cycles(query, existing)
         newest = _newest_observation(query, existing)
@@ -113,12 +113,27 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the warehouse
 @contextmanager
-def connect(settings: Settings) -> Iterator[Query]:
-    """A read-only connection as `query(sql, *params)` (params written `%s`), closed at once:
-    on DuckDB a reader keeps a cycle from opening the file for writing."""
+def connect(settings: Settings, run_dir: Path) -> Iterator[Query]:
+    """A read-only connection as `query(sql, *params)` (params written `%s`), closed at once.
+
+    On DuckDB a reader keeps a cycle from opening the file for writing, so status holds the cycle
+    lock while it reads (when a cycle ever ran from this run directory): a cycle starting in that
+    moment skips, as it does behind a running cycle, instead of failing its ingest; the next
+    cycle fills the 5-minute slot from history. A running cycle makes status say so."""
     if settings.warehouse == "duckdb":
-        with _duckdb(settings.duckdb_path) as query:
-            yield query
+        if not (run_dir / LOCK_FILE).exists():  # no cycle yet; status creates no file
+            with _duckdb(settings.duckdb_path) as query:
+                yield query
+            return
+        with cycle_lock(run_dir) as free:
+            if not free:
+                raise StatusError(
+                    f"the warehouse {settings.duckdb_path} is busy (a cycle or a backfill holds "
+                    f"{run_dir / LOCK_FILE}, and DuckDB lets no other process open the file "
+                    "meanwhile); try again in a minute"
+                )
+            with _duckdb(settings.duckdb_path) as query:
+                yield query
     else:
         with _postgres(settings.postgres) as query:
             yield query

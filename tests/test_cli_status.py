@@ -8,6 +8,7 @@ would. Assertions compare what status says with what the warehouse and the run d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import socket
@@ -302,6 +303,23 @@ def test_status_with_the_warehouse_out_of_reach_then_its_pending_packages(instal
 
 
 # --------------------------------------------------------------------------- no installation
+def test_status_on_duckdb_waits_its_turn_behind_a_cycle(install: Install):
+    """DuckDB lets one process open the file while another writes: status takes the cycle lock
+    for its read, so a cycle never fails because status was reading (a cycle that starts then
+    skips, as behind any running cycle), and a running cycle makes status say it is busy."""
+    if install.warehouse.engine != "duckdb":
+        pytest.skip("PostgreSQL readers and writers do not exclude each other")
+    run_dir = Path(install.env()["COINCAP_RUN_DIR"])
+    with open(run_dir / "run_pipeline.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running cycle holds it
+        busy = status(install.env())
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    line = error_line(busy)
+    assert "busy" in line and "run_pipeline.lock" in line and "try again in a minute" in line
+    shown = status(install.env())
+    assert shown.returncode == 0, describe(shown)
+
+
 def test_an_unreachable_postgresql_is_one_error_line(tmp_path: Path, postgres_server):
     """Nothing listens on the port (or the database does not exist): exit 1, one `error:` line
     that says what to check, never the password."""
