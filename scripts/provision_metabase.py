@@ -140,8 +140,12 @@ CARDS: tuple[CardSpec, ...] = (
         ),
         table="fct_asset_prices",
         filter_columns={"asset": "asset_id", "date_range": "observed_at"},
+        # one backward index probe per asset (the key is asset_id, observed_at), not a scan of
+        # every observation in the dates
         sql=(
-            "with prices as (\n"
+            "select last_prices.*\n"
+            "from marts.dim_assets as assets\n"
+            "cross join lateral (\n"
             "    select\n"
             "        asset_id,\n"
             "        symbol,\n"
@@ -154,16 +158,11 @@ CARDS: tuple[CardSpec, ...] = (
             "        observed_at\n"
             "    from marts.fct_asset_prices\n"
             "    where {{asset}} and {{date_range}}\n"
-            "),\n"
-            "\n"
-            "last_prices as (\n"
-            "    select distinct on (asset_id) *\n"
-            "    from prices\n"
-            "    order by asset_id, observed_at desc\n"
-            ")\n"
-            "\n"
-            "select * from last_prices\n"
-            "order by market_cap_usd desc nulls last, asset_id"
+            "        and fct_asset_prices.asset_id = assets.asset_id\n"
+            "    order by observed_at desc\n"
+            "    limit 1\n"
+            ") as last_prices\n"
+            "order by last_prices.market_cap_usd desc nulls last, last_prices.asset_id"
         ),
         display="table",
         visualization_settings={},
@@ -215,46 +214,40 @@ CARDS: tuple[CardSpec, ...] = (
         name="Price history per asset",
         description=(
             "Price in USD over the chosen dates, one line per asset (log scale), from the "
-            "continuous 5-minute series: the last price of each of at most 200 equal slices "
-            "of the dates, so that a year draws as fast as a day."
+            "continuous 5-minute series: the price at the end of each of at most 200 equal "
+            "slices of the dates, so that a year draws as fast as a day."
         ),
         table="fct_asset_price_history",
         filter_columns={"asset": "asset_id", "date_range": "price_at"},
+        # the series is on a 5-minute grid: the slice ends are grid points, counted back from
+        # the last one, and read by key (asset_id, price_at) rather than by a scan of the dates
         sql=(
-            "with prices as (\n"
+            "with bounds as (\n"
             "    select\n"
-            "        asset_id,\n"
-            "        price_at,\n"
-            "        price_usd\n"
+            "        max(price_at) as last_price_at,\n"
+            "        300 * greatest(\n"
+            "            1, ceil(extract(epoch from max(price_at) - min(price_at)) / 300 / 200)\n"
+            "        ) as slice_seconds\n"
             "    from marts.fct_asset_price_history\n"
             "    where {{asset}} and {{date_range}}\n"
             "),\n"
             "\n"
-            "slice_length as (\n"
+            "slice_ends as (\n"
             "    select\n"
-            "        greatest(\n"
-            "            300, ceil(extract(epoch from max(price_at) - min(price_at)) / 200)\n"
-            "        ) as seconds\n"
-            "    from prices\n"
-            "),\n"
-            "\n"
-            "sliced as (\n"
-            "    select distinct on (prices.asset_id, slice_number)\n"
-            "        prices.price_at,\n"
-            "        prices.asset_id,\n"
-            "        prices.price_usd,\n"
-            "        floor(extract(epoch from prices.price_at) / slice_length.seconds)\n"
-            "            as slice_number\n"
-            "    from prices\n"
-            "    cross join slice_length\n"
-            "    order by prices.asset_id, slice_number, prices.price_at desc\n"
+            "        bounds.last_price_at\n"
+            "        - interval '1 second' * cast(bounds.slice_seconds * slice_number as integer)\n"
+            "            as price_at\n"
+            "    from bounds\n"
+            "    cross join generate_series(0, 200) as slices (slice_number)\n"
             ")\n"
             "\n"
             "select\n"
             "    price_at,\n"
             "    asset_id,\n"
             "    price_usd\n"
-            "from sliced\n"
+            "from marts.fct_asset_price_history\n"
+            "where {{asset}} and {{date_range}}\n"
+            "    and price_at in (select slice_ends.price_at from slice_ends)\n"
             "order by price_at, asset_id"
         ),
         display="line",
