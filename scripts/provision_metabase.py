@@ -130,6 +130,38 @@ def percent(*columns: str) -> dict[str, Any]:
 
 DAILY = {"asset": "asset_id", "date_range": "price_date"}
 
+
+def daily_line(
+    name: str, description: str, table: str, column: str, row: int, col: int
+) -> CardSpec:
+    """A line per asset of one percentage column of a daily mart over the chosen dates."""
+    return CardSpec(
+        name=name,
+        description=description,
+        table=table,
+        filter_columns=DAILY,
+        sql=(
+            "select\n"
+            "    price_date,\n"
+            "    asset_id,\n"
+            f"    {column}\n"
+            f"from marts.{table}\n"
+            "where {{asset}} and {{date_range}}\n"
+            "order by price_date, asset_id"
+        ),
+        display="line",
+        visualization_settings={
+            "graph.dimensions": ["price_date", "asset_id"],
+            "graph.metrics": [column],
+            **percent(column),
+        },
+        row=row,
+        col=col,
+        size_x=12,
+        size_y=7,
+    )
+
+
 # Only contract columns of the marts (DESIGN.md) and the mart models' documented columns.
 CARDS: tuple[CardSpec, ...] = (
     CardSpec(
@@ -307,90 +339,33 @@ CARDS: tuple[CardSpec, ...] = (
         size_x=12,
         size_y=7,
     ),
-    CardSpec(
-        name="Drawdown from peak",
-        description=(
-            "How far each day's close is below the highest close so far (0 at a new high, "
-            "-0.5 is half the value lost): `drawdown` of fct_asset_returns_daily."
-        ),
-        table="fct_asset_returns_daily",
-        filter_columns=DAILY,
-        sql=(
-            "select\n"
-            "    price_date,\n"
-            "    asset_id,\n"
-            "    drawdown\n"
-            "from marts.fct_asset_returns_daily\n"
-            "where {{asset}} and {{date_range}}\n"
-            "order by price_date, asset_id"
-        ),
-        display="line",
-        visualization_settings={
-            "graph.dimensions": ["price_date", "asset_id"],
-            "graph.metrics": ["drawdown"],
-            **percent("drawdown"),
-        },
+    daily_line(
+        "Drawdown from peak",
+        "How far each day's close is below the highest close so far (0 at a new high, "
+        "-0.5 is half the value lost): `drawdown` of fct_asset_returns_daily.",
+        "fct_asset_returns_daily",
+        "drawdown",
         row=14,
         col=12,
-        size_x=12,
-        size_y=7,
     ),
-    CardSpec(
-        name="Volatility, 30 days, annualised",
-        description=(
-            "Standard deviation of the one-day log returns over the 30 days up to each day, "
-            "times the square root of 365 (crypto trades every day): "
-            "`annualized_volatility_30d` of fct_asset_returns_daily."
-        ),
-        table="fct_asset_returns_daily",
-        filter_columns=DAILY,
-        sql=(
-            "select\n"
-            "    price_date,\n"
-            "    asset_id,\n"
-            "    annualized_volatility_30d\n"
-            "from marts.fct_asset_returns_daily\n"
-            "where {{asset}} and {{date_range}}\n"
-            "order by price_date, asset_id"
-        ),
-        display="line",
-        visualization_settings={
-            "graph.dimensions": ["price_date", "asset_id"],
-            "graph.metrics": ["annualized_volatility_30d"],
-            **percent("annualized_volatility_30d"),
-        },
+    daily_line(
+        "Volatility, 30 days, annualised",
+        "Standard deviation of the one-day log returns over the 30 days up to each day, "
+        "times the square root of 365 (crypto trades every day): "
+        "`annualized_volatility_30d` of fct_asset_returns_daily.",
+        "fct_asset_returns_daily",
+        "annualized_volatility_30d",
         row=21,
         col=0,
-        size_x=12,
-        size_y=7,
     ),
-    CardSpec(
-        name="Market share over time",
-        description=(
-            "Each chosen asset's daily share of the summed market cap of the configured assets "
-            "(not of the whole crypto market): `market_share` of fct_market_share_daily."
-        ),
-        table="fct_market_share_daily",
-        filter_columns=DAILY,
-        sql=(
-            "select\n"
-            "    price_date,\n"
-            "    asset_id,\n"
-            "    market_share\n"
-            "from marts.fct_market_share_daily\n"
-            "where {{asset}} and {{date_range}}\n"
-            "order by price_date, asset_id"
-        ),
-        display="line",
-        visualization_settings={
-            "graph.dimensions": ["price_date", "asset_id"],
-            "graph.metrics": ["market_share"],
-            **percent("market_share"),
-        },
+    daily_line(
+        "Market share over time",
+        "Each chosen asset's daily share of the summed market cap of the configured assets "
+        "(not of the whole crypto market): `market_share` of fct_market_share_daily.",
+        "fct_market_share_daily",
+        "market_share",
         row=21,
         col=12,
-        size_x=12,
-        size_y=7,
     ),
     CardSpec(
         name="Correlation of daily returns",

@@ -102,6 +102,22 @@ class Stack:
             ["bash", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60
         )
 
+    def pipeline_env(self, tmp, coincap_url: str, **extra: str) -> dict[str, str]:
+        """A cycle's environment as the pipeline role, against the fake CoinCap at that URL."""
+        pipeline_user, pipeline_password = self.roles["pipeline"]
+        return {
+            **base_env(tmp),
+            "WAREHOUSE": "postgres",
+            "POSTGRES_HOST": self.server["POSTGRES_HOST"],
+            "POSTGRES_PORT": self.server["POSTGRES_PORT"],
+            "POSTGRES_DB": self.db,
+            "POSTGRES_USER": pipeline_user,
+            "POSTGRES_PASSWORD": pipeline_password,
+            "COINCAP_API_KEY": API_KEY,
+            "COINCAP_BASE_URL": coincap_url,
+            **extra,
+        }
+
     def drop(self) -> None:
         for db in (self.db, self.app_db):
             self.admin(f'drop database if exists "{db}" with (force)')
@@ -119,19 +135,8 @@ def stack(postgres_server, tmp_path_factory):
             assert password not in init.stdout + init.stderr
         # one real cycle, as the pipeline role, against the fake CoinCap
         tmp = tmp_path_factory.mktemp("stack-cycle")
-        pipeline_user, pipeline_password = stack.roles["pipeline"]
         with FakeCoinCap(api_key=API_KEY) as fake:
-            env = {
-                **base_env(tmp),
-                "WAREHOUSE": "postgres",
-                "POSTGRES_HOST": postgres_server["POSTGRES_HOST"],
-                "POSTGRES_PORT": postgres_server["POSTGRES_PORT"],
-                "POSTGRES_DB": stack.db,
-                "POSTGRES_USER": pipeline_user,
-                "POSTGRES_PASSWORD": pipeline_password,
-                "COINCAP_API_KEY": API_KEY,
-                "COINCAP_BASE_URL": fake.base_url,
-            }
+            env = stack.pipeline_env(tmp, fake.base_url)
             stack.cycle = run_cycle(env)
         yield stack
     finally:
@@ -292,22 +297,14 @@ def analyst_stack(postgres_server, tmp_path_factory):
         init = stack.run_init_script()
         assert init.returncode == 0, init.stdout + init.stderr
         tmp = tmp_path_factory.mktemp("analyst-cycle")
-        pipeline_user, pipeline_password = stack.roles["pipeline"]
         with FakeCoinCap(api_key=API_KEY, prices_follow_clock=True) as fake:
-            env = {
-                **base_env(tmp),
-                "WAREHOUSE": "postgres",
-                "POSTGRES_HOST": postgres_server["POSTGRES_HOST"],
-                "POSTGRES_PORT": postgres_server["POSTGRES_PORT"],
-                "POSTGRES_DB": stack.db,
-                "POSTGRES_USER": pipeline_user,
-                "POSTGRES_PASSWORD": pipeline_password,
-                "COINCAP_API_KEY": API_KEY,
-                "COINCAP_BASE_URL": fake.base_url,
-                "COINCAP_ASSET_IDS": ",".join(ANALYST_ASSETS),
-                "COINCAP_BACKFILL_DAYS": "62",  # 30-day volatility on every day of the range
-                "COINCAP_MAX_HISTORY_REQUESTS": "200",
-            }
+            env = stack.pipeline_env(
+                tmp,
+                fake.base_url,
+                COINCAP_ASSET_IDS=",".join(ANALYST_ASSETS),
+                COINCAP_BACKFILL_DAYS="62",  # 30-day volatility on every day of the range
+                COINCAP_MAX_HISTORY_REQUESTS="200",
+            )
             cycle = run_cycle(env, timeout=600)
             assert cycle.returncode == 0, cycle.describe()
         yield stack
