@@ -39,6 +39,12 @@ SLOW_SCENARIOS = {
     "tests/test_dbt_unit_tests.py::": "dbt's unit tests on both engines",
     "tests/test_cycle.py::test_a_new_relative_duckdb_path": "cycles from other directories",
     "tests/test_stack_warehouse.py::test_the_cycle_runs_as_the_pipeline_role": "init + cycle",
+    # the analyst's dashboard: a two-month backfill, then provisioning (dbt parse, dbt-metabase)
+    "tests/test_stack_warehouse.py::test_an_analyst_picks": "two months of history + Metabase",
+    "tests/test_stack_warehouse.py::test_filters_left_empty": "the same warehouse",
+    "tests/test_stack_warehouse.py::test_the_correlation_card": "the same warehouse",
+    "tests/test_stack_metabase.py::test_drift_is_put_back": "two provisioning runs",
+    "tests/test_stack_metabase.py::test_waits_for_the_marts": "two provisioning runs",
 }
 
 
