@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,11 +121,9 @@ def connect(settings: Settings, run_dir: Path) -> Iterator[Query]:
     moment skips, as it does behind a running cycle, instead of failing its ingest; the next
     cycle fills the 5-minute slot from history. A running cycle makes status say so."""
     if settings.warehouse == "duckdb":
-        if not (run_dir / LOCK_FILE).exists():  # no cycle yet; status creates no file
-            with _duckdb(settings.duckdb_path) as query:
-                yield query
-            return
-        with cycle_lock(run_dir) as free:
+        # no cycle ever ran from this run directory: nothing to lock, and status creates no file
+        lock = cycle_lock(run_dir) if (run_dir / LOCK_FILE).exists() else nullcontext(True)
+        with lock as free:
             if not free:
                 raise StatusError(
                     f"the warehouse {settings.duckdb_path} is busy (a cycle or a backfill holds "

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fake_metabase import FakeMetabase, dimension_field
-from helpers import REPO
+from helpers import REPO, load_provisioning
 
 SCRIPT = REPO / "scripts" / "provision_metabase.py"
 READER_PASSWORD = "reader-secret-5d1e"
@@ -321,12 +321,7 @@ def test_waits_for_the_marts_and_says_so_when_they_never_come(fake_metabase):
 def test_the_exposure_lists_every_mart_the_dashboard_reads():
     """dbt's exposure of the dashboard (lineage in the docs site) names exactly the marts its
     questions read."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("provision_metabase", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_provisioning()
     read = {table for card in module.CARDS for table in re.findall(r"marts\.(\w+)", card.sql)}
     exposures = yaml.safe_load((MARTS_DIR / "_marts__exposures.yml").read_text())["exposures"]
     (dashboard,) = [e for e in exposures if e["label"] == module.DASHBOARD_NAME]

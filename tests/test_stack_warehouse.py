@@ -9,7 +9,6 @@ written anywhere, a statement timeout applies; and Metabase's application databa
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import math
 import os
@@ -30,16 +29,6 @@ from postgres_cluster import find_bindir
 
 INIT_SCRIPT = REPO / "docker" / "warehouse-init" / "10-coincap-roles.sh"
 STATEMENT_TIMEOUT = "2s"  # short, so the test can hit it
-
-
-def load_provisioning():
-    spec = importlib.util.spec_from_file_location(
-        "provision_metabase", REPO / "scripts" / "provision_metabase.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
 
 
 class Stack:
