@@ -70,27 +70,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     args = parser.parse_args(argv)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Reads the configuration once (the environment and `.env`) and hands it to the command."""
+    import logging
+    import os
+
+    from ingest.alerts import hide
+    from ingest.config import ConfigError, Settings, load_environment, secrets_from
     from ingest.logs import configure_logging
 
     configure_logging()
-    if args.command == "run":
-        from ingest.cycle import run_cycle
-
-        return run_cycle()
-    if args.command == "backfill":
-        from ingest import backfill as command
-
-        return command.main(args.days, args.assets, args.yes)
+    run_dir = load_environment(create_run_dir=args.command != "doctor")
     if args.command == "doctor":
         from ingest.doctor import run_doctor
 
-        return run_doctor(check_key=args.check_key)
+        env = dict(os.environ)
+        hide(secrets_from(env))
+        return run_doctor(env, run_dir, check_key=args.check_key)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        if args.command in ("run", "backfill"):  # cron's log: a timestamped line
+            logging.getLogger("coincap_elt").error("error: %s; nothing was run", exc)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    hide(settings.secrets)
+    if args.command == "run":
+        from ingest.cycle import run_cycle
+
+        return run_cycle(settings)
+    if args.command == "backfill":
+        from ingest import backfill
+
+        return backfill.main(settings, args.days, args.assets, args.yes)
     if args.command == "status":
         from ingest.status import main as status_main
 
-        return status_main(as_json=args.json)
-    parser.error(f"unknown command {args.command}")
-    return 2
+        return status_main(settings, as_json=args.json)
+    raise AssertionError(f"unknown command {args.command}")
 
 
 def _days(value: str) -> int:
