@@ -68,8 +68,8 @@ DASHCARD_LAYOUT = ("row", "col", "size_x", "size_y")
 
 
 def run_provisioning(config: MetabaseConfig, project_root: Path) -> int:
-    """Every step above, in order. ``project_root`` holds dbt_project/ and profiles/. Returns 0
-    when everything is in place, 1 after one `error:` line on stderr saying what to do."""
+    """The steps listed at the top, in order. ``project_root`` holds dbt_project/ and profiles/.
+    Returns 0 when everything is in place, 1 after one `error:` line on stderr saying what to do."""
     mb = Metabase(config.url)
     try:
         log(f"waiting for Metabase at {mb.base_url}")
