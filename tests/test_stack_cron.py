@@ -155,6 +155,24 @@ def job_python() -> Path:
     return python
 
 
+@pytest.fixture(scope="module")
+def app_dir() -> Path:
+    """The project as the image lays it out in /app (the Dockerfile's COPY lines), root-owned and
+    readable by everyone: the job user cannot enter the checkout when it lies in a directory
+    only root may enter (a clone under /root or in a `mktemp -d` folder)."""
+    path = Path(tempfile.mkdtemp(prefix="coincap-app-"))
+    path.chmod(0o755)
+    for name in ("dbt_project", "profiles", "scripts", "docker"):
+        shutil.copytree(
+            REPO / name,
+            path / name,
+            ignore=shutil.ignore_patterns("__pycache__", "target", "logs", ".user.yml"),
+        )
+    subprocess.run(["chmod", "-R", "a+rX", str(path)], check=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def private_dir(owner: pwd.struct_passwd) -> Path:
     """A fresh directory under /tmp owned by the job user (pytest's tmp_path is root's only)."""
     path = Path(tempfile.mkdtemp(prefix="coincap-job-"))
@@ -259,7 +277,7 @@ def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
 
 
 @needs_root
-def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python):
+def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python, app_dir):
     variables, jobs = parse_crontab(CRONTAB.read_text())
     _, user, command = jobs[0]
     workdir = private_dir(job_user)
@@ -277,7 +295,7 @@ def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python):
                 **variables,
                 "HOME": job_user.pw_dir,
                 "LOGNAME": user,
-                "COINCAP_HOME": str(REPO),
+                "COINCAP_HOME": str(app_dir),
                 "COINCAP_JOB_DIR": str(job_dir),
             }
             proc = as_job_user(
@@ -335,7 +353,7 @@ def cron_daemon() -> str:
 
 @pytest.mark.slow
 @needs_root
-def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_python):
+def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_python, app_dir):
     if cron_running():
         pytest.skip("a cron daemon is already running on this machine; the test starts its own")
     variables, jobs = parse_crontab(CRONTAB.read_text())
@@ -354,7 +372,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
                 f"{k}={v}"
                 for k, v in {
                     **variables,
-                    "COINCAP_HOME": str(REPO),
+                    "COINCAP_HOME": str(app_dir),
                     "COINCAP_JOB_DIR": str(job_dir),
                 }.items()
             ]
@@ -364,7 +382,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
                 **pipeline_env(workdir, job_python, fake.base_url),
                 "COINCAP_JOB_USER": user,
                 "COINCAP_JOB_DIR": str(job_dir),
-                "COINCAP_HOME": str(REPO),
+                "COINCAP_HOME": str(app_dir),
                 "COINCAP_CRONTAB": str(cron_file),
                 "COINCAP_RUN_ON_START": "false",  # the cycle must come from cron
                 "COINCAP_STOP_TIMEOUT": "120",
@@ -389,7 +407,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
             installed_vars, installed = parse_crontab(cron_file.read_text())
             assert installed == [("* * * * *", user, command)], installed
             assert installed_vars == parse_crontab(CRONTAB.read_text())[0] | {
-                "COINCAP_HOME": str(REPO),
+                "COINCAP_HOME": str(app_dir),
                 "COINCAP_JOB_DIR": str(job_dir),
             }
             info = cron_file.stat()
