@@ -1,6 +1,6 @@
 """The pipeline's configuration, read from the environment (and from `.env` when present).
 
-The variable names are the public contract in DESIGN.md; README.md documents each one.
+The variable names are the public contract (docs/contract.md); README.md documents each one.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from ingest.alerts import redact
 from ingest.config import ConfigError, Settings, pipelines_dir, warehouse_from_env
 from ingest.cycle import ROOT, prepare_environment
 
-# the schemas of DESIGN.md's warehouse layout, and the run log's
+# the schemas of the warehouse layout (docs/contract.md), the run log's `ops` included
 SCHEMAS = ("raw", "staging", "marts", "ops")
 DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
 VALID_SCHEDULE = ROOT / "docker" / "valid-schedule.sh"

@@ -162,7 +162,7 @@ def daily_line(
     )
 
 
-# Only contract columns of the marts (DESIGN.md) and the mart models' documented columns.
+# Only contract columns of the marts (docs/contract.md) and the mart models' documented columns.
 CARDS: tuple[CardSpec, ...] = (
     CardSpec(
         name="Latest prices",
