@@ -22,7 +22,7 @@ def destination(settings: Settings) -> Destination:
         credentials=dict(settings.postgres, port=int(settings.postgres["port"])),
         # No UNIQUE constraint on `_dlt_id`: a cycle killed after a job committed but before dlt
         # marked it done re-runs the job, and that constraint would refuse the rows in every
-        # later cycle (RELIABILITY.md). The merges dedup by their keys; marts are keyed by dbt.
+        # later cycle (docs/reliability.md). The merges dedup by their keys; marts are keyed by dbt.
         create_indexes=False,
     )
 
