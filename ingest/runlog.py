@@ -186,7 +186,7 @@ def _credits_this_month(
             f"CoinCap credits: {used:,} used this month, about {projected:,} projected by month "
             f"end, over the plan's {allowance:,} (COINCAP_MONTHLY_CREDITS); slow the schedule "
             "(PIPELINE_SCHEDULE), track fewer assets or upgrade the plan before CoinCap stops "
-            "answering (see the README's credits table)"
+            "answering (see docs/operations.md, credits)"
         )
         logger.warning("%s", message)
         notify_once(run_dir, "credits", month.month, message, warehouse)
