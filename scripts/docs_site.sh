@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make docs`: the dbt docs site of the local warehouse, on http://localhost:8080.
-# `dbt docs generate` reads the warehouse's catalogue (column types, row counts), then
+# `dbt docs generate` reads the warehouse's catalogue (the column types it reports), then
 # `dbt docs serve` serves dbt_project/target until Ctrl-C. The same settings as a cycle: the
 # environment, then `.env` (or the file COINCAP_ENV_FILE names) for what it does not set;
 # WAREHOUSE picks the profile's target (duckdb by default, profiles/profiles.yml).
