@@ -18,7 +18,7 @@
 # On SIGTERM/SIGINT it stops cron, lets a running cycle finish (up to COINCAP_STOP_TIMEOUT seconds;
 # compose's stop_grace_period is longer), then exits 0.
 #
-# With arguments: run them as the job user (e.g. `python scripts/provision_metabase.py`).
+# With arguments: run them as the job user (e.g. `coincap-elt metabase`).
 set -euo pipefail
 
 JOB_USER="${COINCAP_JOB_USER:-coincap}"

@@ -15,41 +15,40 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.config import Settings
 
 logger = logging.getLogger("ingest.alerts")
 
 STATE_FILE = "alert_state"
 WEBHOOK_TIMEOUT_S = 10.0
-# the settings whose values must never leave the machine in a message or the run log
-SECRET_VARIABLES = (
-    "COINCAP_API_KEY",
-    "POSTGRES_PASSWORD",
-    "ALERT_WEBHOOK_URL",
-    "PIPELINE_DB_PASSWORD",
-    "METABASE_READER_DB_PASSWORD",
-    "METABASE_APP_DB_PASSWORD",
-    "METABASE_ADMIN_PASSWORD",
-    "MB_ENCRYPTION_SECRET_KEY",
-)
+# the values of the secret settings (ingest/config.py, SECRET_VARIABLES), set once by the command
+# line from its Settings (`hide`): `redact` takes them out of every message
+_secrets: tuple[str, ...] = ()
 _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 _KEY_PARAMETER = re.compile(r"(?i)\b(api_?key|token|password|secret)=[^&\s]+")
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 
 
+def hide(secrets: tuple[str, ...]) -> None:
+    """The secret values `redact` takes out (Settings.secrets): called once per process."""
+    global _secrets
+    _secrets = tuple(secrets)
+
+
 def redact(text: str, limit: int = 500) -> str:
     """`text` without secret values, URL credentials (`scheme://user:pass@`), key parameters or
     bearer tokens, on one line of at most `limit` characters."""
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if len(value) >= 4:
-            text = text.replace(value, "***")
+    for value in _secrets:
+        text = text.replace(value, "***")
     text = _URL_CREDENTIALS.sub(r"\1***@", text)
     text = _KEY_PARAMETER.sub(lambda m: f"{m.group(1)}=***", text)
     text = _BEARER.sub("Bearer ***", text)
@@ -57,14 +56,14 @@ def redact(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def notify(run_dir: Path, state: str, detail: str, warehouse: str) -> None:
+def notify(settings: Settings, state: str, detail: str) -> None:
     """Announces `state` ("ok", "failed" or "stale"; `detail` says why) when it differs from the
     last one announced. Without ALERT_WEBHOOK_URL the state is only remembered."""
-    path = run_dir / STATE_FILE
+    path = settings.run_dir / STATE_FILE
     previous = _read_state(path)
     if state == previous["state"]:
         return
-    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+    url, warehouse = settings.alert_webhook_url, settings.warehouse.engine
     if url:
         text = _message(state, previous, detail, warehouse)
         if not _post(url, text):
@@ -76,11 +75,11 @@ def notify(run_dir: Path, state: str, detail: str, warehouse: str) -> None:
     tmp.replace(path)
 
 
-def notify_once(run_dir: Path, topic: str, period: str, text: str, warehouse: str) -> None:
+def notify_once(settings: Settings, topic: str, period: str, text: str) -> None:
     """Sends `text` once per `period` (e.g. "2026-11") for `topic`; remembered in
     $COINCAP_RUN_DIR/alert_<topic>. Without ALERT_WEBHOOK_URL nothing is sent or remembered."""
-    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
-    path = run_dir / f"{STATE_FILE}_{topic}"
+    url, warehouse = settings.alert_webhook_url, settings.warehouse.engine
+    path = settings.run_dir / f"{STATE_FILE}_{topic}"
     try:
         if not url or path.read_text().strip() == period:
             return

@@ -23,50 +23,49 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from ingest.coincap import (
+    DAY_MS,
+    HistoryWindow,
+    estimate_history_credits,
+    fetch_history,
+    split_windows,
+)
+from ingest.config import Settings
 
 logger = logging.getLogger("coincap_elt")
 
 BATCH_WINDOWS = 10  # windows per load: what a killed backfill can lose and must ask again
 
 
-@dataclass(frozen=True)
-class Window:
-    asset_id: str
-    start: int  # inclusive, ms
-    end: int  # inclusive, ms
-
-
-def plan(oldest: dict[str, int], asset_ids: Sequence[str], days: int, now_ms: int) -> list[Window]:
+def plan(
+    oldest: dict[str, int], asset_ids: Sequence[str], days: int, now_ms: int
+) -> list[HistoryWindow]:
     """The windows between `days` ago and each asset's oldest stored or asked-for time (now for
     an asset with nothing stored), newest first so the stored series grows back without a hole."""
-    from ingest.coincap import DAY_MS, _windows
-
     since = now_ms - days * DAY_MS
-    windows: list[Window] = []
+    windows: list[HistoryWindow] = []
     for asset_id in asset_ids:
         until = oldest.get(asset_id, now_ms + 1) - 1
-        spans = [Window(asset_id, s, e) for s, e in _windows(since, until)]
+        spans = [HistoryWindow(asset_id, s, e) for s, e in split_windows(since, until)]
         windows += reversed(spans)
     # interleave by age so every asset moves back together: a stopped backfill stays even
     return sorted(windows, key=lambda w: -w.end)
 
 
-def estimate_credits(windows: Sequence[Window]) -> int:
-    from ingest.coincap import estimate_history_credits
-
+def estimate_credits(windows: Sequence[HistoryWindow]) -> int:
     return estimate_history_credits([(w.start, w.end) for w in windows])
 
 
-def main(days: int, assets: str | None, yes: bool) -> int:
-    from ingest.config import ConfigError, Settings
-    from ingest.cycle import cycle_lock, prepare_environment
+def main(settings: Settings, days: int, assets: str | None, yes: bool) -> int:
+    from ingest.config import ConfigError
+    from ingest.cycle import cycle_lock
 
-    run_dir = prepare_environment()
+    run_dir = settings.run_dir
     try:
-        settings = Settings.from_env()
+        settings.require_api_key()
     except ConfigError as exc:
         logger.error("error: %s", exc)
         return 1
@@ -125,10 +124,10 @@ def main(days: int, assets: str | None, yes: bool) -> int:
         with cycle_lock(run_dir, wait=True):
             from ingest.transform import run_dbt_steps
 
-            dbt = run_dbt_steps()
+            dbt = run_dbt_steps(settings)
         if not dbt.built:
             error = f"the history is in raw, but {dbt.build_error}; the next cycle builds it"
-    _record(run_dir, started_at, summary)
+    _record(settings, started_at, summary)
     if error:
         logger.error("error: backfill stopped: %s", error)
         return 1
@@ -180,25 +179,24 @@ def _confirmed(cost: int) -> bool:
     return answer in ("y", "yes")
 
 
-def _batches(windows: Sequence[Window], size: int) -> Iterator[Sequence[Window]]:
+def _batches(windows: Sequence[HistoryWindow], size: int) -> Iterator[Sequence[HistoryWindow]]:
     for i in range(0, len(windows), size):
         yield windows[i : i + size]
 
 
 def _load(
     pipeline: Any,
-    settings: Any,
+    settings: Settings,
     run_dir: Any,
-    batch: Sequence[Window],
+    batch: Sequence[HistoryWindow],
     summary: Any,
     progress: _Progress,
 ) -> None:
     """One batch: its history requests and one dlt load (merge), like a cycle's."""
     import dlt
 
-    from ingest.coincap import HISTORY_HINTS, REQUEST_HINTS, TIMESTAMP_FIELD, _history_rows
-    from ingest.coincap.helpers import CoinCapClient, CoinCapError, CoinCapNotFoundError
-    from ingest.coincap.settings import HISTORY_INTERVAL
+    from ingest.coincap import HISTORY_HINTS, REQUEST_HINTS, TIMESTAMP_FIELD
+    from ingest.coincap.helpers import CoinCapClient, CoinCapError
     from ingest.coincap_pipeline import load_pending
     from ingest.quota import Quota
 
@@ -218,34 +216,28 @@ def _load(
     def history() -> Iterator[Any]:
         nonlocal stop
         records = []
-        for window in batch:
-            record = {"asset_id": window.asset_id, "window_start": window.start}
-            record["window_end"] = window.end
-            before = client.meter.credits
-            try:
-                params = {"interval": HISTORY_INTERVAL, "start": window.start, "end": window.end}
-                body = client.get(f"/assets/{window.asset_id}/history", params=params)
-                points = _history_rows(body, window.asset_id, window.start, window.end)
-            except CoinCapNotFoundError as exc:
-                logger.info(
-                    "warning: CoinCap has no history for %s from %s (%s); a known hole",
-                    window.asset_id,
-                    _iso(window.start),
-                    exc.text or "HTTP 400/404",
-                )
-                outcome, points = "not_found", []
-            except CoinCapError as exc:
-                stop = str(exc)
-                break
-            else:
-                outcome = "fetched"
-                yield dlt.mark.with_hints(points, HISTORY_HINTS, create_table_variant=True)
-            spent = client.meter.credits - before
-            records.append(
-                {**record, "outcome": outcome, "points": len(points), "coincap_credits": spent}
-            )
-            summary.rows_loaded += len(points)
-            progress.step(window, client.meter.credits + summary.coincap_credits)
+        try:
+            for result in fetch_history(client, batch, max_requests=len(batch)):
+                window = result.window
+                if result.outcome == "failed":
+                    stop = result.detail
+                    break
+                if result.outcome == "not_found" and result.asked:
+                    logger.info(
+                        "warning: CoinCap has no history for %s from %s (%s); a known hole",
+                        window.asset_id,
+                        _iso(window.start),
+                        result.detail,
+                    )
+                elif result.outcome == "fetched":
+                    yield dlt.mark.with_hints(
+                        result.points, HISTORY_HINTS, create_table_variant=True
+                    )
+                records.append(result.record())
+                summary.rows_loaded += len(result.points)
+                progress.step(window, client.meter.credits + summary.coincap_credits)
+        except CoinCapError as exc:  # a refused key, an exhausted quota: the backfill stops
+            stop = str(exc)
         if records:
             stamp = int(time.time() * 1000)
             yield dlt.mark.with_hints(
@@ -275,7 +267,7 @@ class _Progress:
         self.total, self.done_count = total, 0
         self.tty = sys.stderr.isatty()
 
-    def step(self, window: Window, spent: int) -> None:
+    def step(self, window: HistoryWindow, spent: int) -> None:
         self.done_count += 1
         text = (
             f"backfill: {self.done_count}/{self.total} window(s), {window.asset_id} back to "
@@ -292,13 +284,13 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _record(run_dir: Any, started_at: datetime, summary: Any) -> None:
+def _record(settings: Settings, started_at: datetime, summary: Any) -> None:
     """The backfill's credits in the run log (no alert: it is not a cycle's state)."""
     from ingest.runlog import record_run
 
     failed_step = "ingest" if summary.error else None
     try:
-        record_run(run_dir, started_at, summary, None, failed_step, alert=False)
+        record_run(settings, started_at, summary, None, failed_step, alert=False)
     except Exception as exc:  # noqa: BLE001 - a report, not the backfill's outcome
         logger.info("warning: the run log row was not written (%s)", exc)
 

@@ -4,11 +4,13 @@ coincap-elt run                        one cycle (what cron runs, via scripts/ru
 coincap-elt backfill --days N          extend the 5-minute history further back
 coincap-elt status [--json]            the last cycles, freshness, holes, credits
 coincap-elt doctor [--check-key]       check the configuration without spending credits
+coincap-elt metabase                   set up Metabase: warehouse, dashboard, dbt's docs
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -69,28 +71,70 @@ def main(argv: list[str] | None = None) -> int:
         "(bad settings, warehouse missing, busy with a cycle, or unreachable).",
     )
     status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    commands.add_parser(
+        "metabase",
+        help="set up Metabase: the warehouse, the dashboard and dbt's docs (idempotent)",
+        description="Metabase as code, through its REST API: waits until Metabase is healthy "
+        "(METABASE_WAIT_SECONDS), does the first-time setup (the first admin, "
+        "METABASE_ADMIN_EMAIL/PASSWORD) when it has none, registers the warehouse as the "
+        "read-only role METABASE_WAREHOUSE_USER with only the marts schema visible, waits until "
+        "Metabase has synced the marts (METABASE_MARTS_WAIT_SECONDS; they exist after the "
+        "pipeline's first cycle), pushes dbt's descriptions, keys and semantic types into "
+        "Metabase's metadata, then creates the collection and the dashboard 'CoinCap market "
+        "overview' with its questions and two filters (Asset, Date range). Idempotent: "
+        "everything is found by name, a second run changes nothing, and what drifted from the "
+        "definition is put back. The compose service metabase-provision runs it on every `up`. "
+        "Exit 0 when everything is in place; 1 on a failure, 2 on a missing or invalid setting "
+        "(one `error:` line on stderr saying what to do).",
+    )
     args = parser.parse_args(argv)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Reads the configuration once (the environment and `.env`) and hands it to the command."""
+    import logging
+
+    from ingest.alerts import hide
+    from ingest.config import ConfigError, Settings, home_from, load_environment, secrets_from
     from ingest.logs import configure_logging
 
     configure_logging()
-    if args.command == "run":
-        from ingest.cycle import run_cycle
+    run_dir = load_environment(create_run_dir=args.command not in ("doctor", "metabase"))
+    if args.command == "metabase":  # Metabase's own settings (METABASE_*), nothing of the cycle's
+        from ingest.metabase import main as metabase_main
 
-        return run_cycle()
-    if args.command == "backfill":
-        from ingest import backfill as command
-
-        return command.main(args.days, args.assets, args.yes)
+        env = dict(os.environ)
+        hide(secrets_from(env))
+        return metabase_main(env, project_root=home_from(env))
     if args.command == "doctor":
         from ingest.doctor import run_doctor
 
-        return run_doctor(check_key=args.check_key)
+        env = dict(os.environ)
+        hide(secrets_from(env))
+        return run_doctor(env, run_dir, check_key=args.check_key)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        if args.command in ("run", "backfill"):  # cron's log: a timestamped line
+            logging.getLogger("coincap_elt").error("error: %s; nothing was run", exc)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    hide(settings.secrets)
+    if args.command == "run":
+        from ingest.cycle import run_cycle
+
+        return run_cycle(settings)
+    if args.command == "backfill":
+        from ingest import backfill
+
+        return backfill.main(settings, args.days, args.assets, args.yes)
     if args.command == "status":
         from ingest.status import main as status_main
 
-        return status_main(as_json=args.json)
-    parser.error(f"unknown command {args.command}")
-    return 2
+        return status_main(settings, as_json=args.json)
+    raise AssertionError(f"unknown command {args.command}")
 
 
 def _days(value: str) -> int:

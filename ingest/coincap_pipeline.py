@@ -1,4 +1,5 @@
-"""Runs the CoinCap source into the warehouse's `raw` dataset: `python -m ingest`.
+"""Runs the CoinCap source into the warehouse's `raw` dataset: the cycle's ingest step, and
+`python -m ingest` (the step alone).
 
 Exit status 0 when the snapshot is loaded; 1 with one `error:` line that says what to do
 otherwise. A failed extract loads nothing, so the warehouse is left as it was.
@@ -8,25 +9,20 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-# No network for telemetry here or in production containers; must be set before dlt is imported.
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+import dlt
+from dlt.pipeline.exceptions import PipelineStepFailed
 
-import dlt  # noqa: E402
-from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
-
-from ingest.coincap import coincap  # noqa: E402
-from ingest.coincap.helpers import CoinCapClient, CoinCapError  # noqa: E402
-from ingest.coincap.settings import HISTORY_INTERVAL_MS  # noqa: E402
-from ingest.config import ConfigError, Settings  # noqa: E402
-from ingest.logs import configure_logging  # noqa: E402
-from ingest.quota import EXHAUSTED, Quota  # noqa: E402
-from ingest.summary import IngestSummary  # noqa: E402
-from ingest.warehouse import destination  # noqa: E402
+from ingest.coincap import coincap
+from ingest.coincap.helpers import CoinCapClient, CoinCapError
+from ingest.coincap.settings import HISTORY_INTERVAL_MS
+from ingest.config import ConfigError, Settings, load_environment
+from ingest.logs import configure_logging
+from ingest.quota import EXHAUSTED, Quota
+from ingest.summary import IngestSummary
 
 logger = logging.getLogger("ingest")
 
@@ -34,17 +30,27 @@ DATASET = "raw"
 
 
 def main() -> int:
+    """`python -m ingest`: the ingest step alone, with the same configuration as a cycle."""
     configure_logging()
-    return 1 if ingest_step().error else 0
+    load_environment()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 1
+    from ingest.alerts import hide
+
+    hide(settings.secrets)
+    return 1 if ingest_step(settings).error else 0
 
 
-def ingest_step(settings: Settings | None = None) -> IngestSummary:
+def ingest_step(settings: Settings) -> IngestSummary:
     """The ingest as a cycle runs it: never raises for what goes wrong (a CoinCap error, a bad
     setting, a warehouse that is down, dlt's directory full); `summary.error` says it in one line,
     logged as the step's `error:` line. The summary is what the run log records."""
     summary = IngestSummary()
     try:
-        settings = settings or Settings.from_env()
+        settings.require_api_key()
         run(settings, summary)
     except (ConfigError, CoinCapError) as exc:
         summary.error = summary.error or str(exc)
@@ -102,7 +108,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         DATASET,
         rows.get("asset_history", 0),
         DATASET,
-        settings.warehouse,
+        settings.warehouse.engine,
         ", ".join(load_info.loads_ids) or "none",
         time.monotonic() - started,
         client.meter.requests,
@@ -115,9 +121,9 @@ def open_pipeline(settings: Settings) -> dlt.Pipeline:
     one local state and set of pending packages, per warehouse, so switching WAREHOUSE never
     mixes one warehouse's state into the other's."""
     pipeline = dlt.pipeline(
-        pipeline_name=f"coincap_{settings.warehouse}",
+        pipeline_name=f"coincap_{settings.warehouse.engine}",
         pipelines_dir=str(settings.pipelines_dir),
-        destination=destination(settings),
+        destination=settings.warehouse.destination(),
         dataset_name=DATASET,
     )
     _finish_interrupted_completions(pipeline)

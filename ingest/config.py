@@ -1,12 +1,19 @@
-"""The pipeline's configuration, read from the environment (and from `.env` when present).
+"""The pipeline's configuration: the one place that reads the environment.
 
-The variable names are the public contract (docs/contract.md); README.md documents each one.
+`load_environment()` prepares the process (UTC, no telemetry, the project root as the working
+directory, the `.env` file) and `Settings.from_env()` reads every variable once, normalised or
+refused with one `ConfigError` line that says what to do. The command line (ingest/cli.py) does
+both and hands the `Settings` (with its `Warehouse`) to the step it runs; no other module reads
+the environment. The variable names are the public contract (docs/contract.md); the README's
+configuration table documents each one.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -19,13 +26,32 @@ from ingest.coincap.settings import (
     DEFAULT_MAX_HISTORY_REQUESTS,
     REQUEST_TIMEOUT_S,
 )
+from ingest.warehouse import ENGINES, Warehouse
 
-WAREHOUSES = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 # dlt keeps pipeline state and pending load packages under DLT_DATA_DIR. Its own default is
 # ~/.dlt, shared by every checkout of the same user: two checkouts would share state (and dlt
 # would even remember the other checkout's DuckDB file). So the default here is per project.
 DEFAULT_DLT_DATA_DIR = "data/dlt"
+DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
+# Where dbt_project/ and profiles/ are when COINCAP_HOME is not set: the checkout this package was
+# imported from (`make install` installs it in editable mode). The image sets COINCAP_HOME=/app.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+# the settings whose values must never leave the machine in a message or the run log
+SECRET_VARIABLES = (
+    "COINCAP_API_KEY",
+    "POSTGRES_PASSWORD",
+    "ALERT_WEBHOOK_URL",
+    "PIPELINE_DB_PASSWORD",
+    "METABASE_READER_DB_PASSWORD",
+    "METABASE_APP_DB_PASSWORD",
+    "METABASE_ADMIN_PASSWORD",
+    "MB_ENCRYPTION_SECRET_KEY",
+)
+
+
+MISSING_KEY = f"COINCAP_API_KEY is not set; {API_KEY_HELP}"
 
 
 class ConfigError(Exception):
@@ -34,101 +60,87 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    api_key: str
+    api_key: str  # empty when unset: `require_api_key()` refuses then (the run log still runs)
     base_url: str
     asset_ids: tuple[str, ...]
-    warehouse: str
-    duckdb_path: Path
-    postgres: dict[str, str]
+    warehouse: Warehouse
     backfill_days: int
     pipelines_dir: Path
     request_timeout_s: float = REQUEST_TIMEOUT_S
     run_dir: Path = Path("data")
     max_history_requests: int = DEFAULT_MAX_HISTORY_REQUESTS
     monthly_credits: int | None = None
+    alert_webhook_url: str = ""
+    home: Path = _CHECKOUT
+    docs_dir: Path | None = None  # DBT_DOCS_DIR: the static docs site, refreshed by each cycle
+    dbt_target_path: Path = Path("dbt_project/target")
+    pipeline_schedule: str = DEFAULT_SCHEDULE
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_env(cls, require_api_key: bool = True) -> Settings:
-        """Reads the environment; values already set win over those in the env file.
-
-        The env file is `.env` in the working directory (the repo root for
-        scripts/run_pipeline.sh), or the file COINCAP_ENV_FILE names. `require_api_key=False`
-        is for steps that only need the warehouse (the run log of a cycle that had no key).
-        """
-        load_dotenv(os.environ.get("COINCAP_ENV_FILE") or ".env", override=False)
-        env = os.environ
-
-        warehouse, duckdb_path, postgres = warehouse_from_env()
-
-        api_key = env.get("COINCAP_API_KEY", "").strip()
-        if not api_key and require_api_key:
-            raise ConfigError(f"COINCAP_API_KEY is not set; {API_KEY_HELP}")
-
-        asset_ids = tuple(
-            dict.fromkeys(  # keep the order, drop repeats
-                part.strip().lower()
-                for part in env.get("COINCAP_ASSET_IDS", DEFAULT_ASSET_IDS).split(",")
-                if part.strip()
-            )
-        )
-        if not asset_ids:
-            raise ConfigError("COINCAP_ASSET_IDS is empty; set comma-separated CoinCap asset ids")
-
-        backfill_days = env.get("COINCAP_BACKFILL_DAYS", "").strip() or str(DEFAULT_BACKFILL_DAYS)
-        if not backfill_days.isdigit():
-            raise ConfigError(
-                f"COINCAP_BACKFILL_DAYS is {backfill_days!r}; set it to a whole number of days"
-            )
-
-        timeout = env.get("COINCAP_REQUEST_TIMEOUT_S", "").strip() or str(REQUEST_TIMEOUT_S)
-        try:
-            request_timeout_s = float(timeout)
-        except ValueError:
-            request_timeout_s = 0.0
-        if not 0 < request_timeout_s <= 120:
-            raise ConfigError(
-                f"COINCAP_REQUEST_TIMEOUT_S is {timeout!r}; "
-                "set it to seconds, more than 0 and at most 120"
-            )
-
-        max_history = _whole_number(
-            env, "COINCAP_MAX_HISTORY_REQUESTS", DEFAULT_MAX_HISTORY_REQUESTS, "requests per cycle"
-        )
-        monthly_credits = _whole_number(env, "COINCAP_MONTHLY_CREDITS", None, "credits a month")
-
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every setting from `env` (default: the process environment, after
+        `load_environment()`), or a ConfigError naming the first variable that is wrong."""
+        env = os.environ if env is None else env
         return cls(
-            api_key=api_key,
+            api_key=api_key_from(env),
             base_url=env.get("COINCAP_BASE_URL", "").strip() or DEFAULT_BASE_URL,
-            asset_ids=asset_ids,
-            warehouse=warehouse,
-            duckdb_path=duckdb_path,
-            postgres=postgres,
-            backfill_days=int(backfill_days),
-            pipelines_dir=pipelines_dir(),
-            request_timeout_s=request_timeout_s,
-            run_dir=Path(env.get("COINCAP_RUN_DIR", "").strip() or "data").resolve(),
-            max_history_requests=max_history if max_history is not None else 0,
-            monthly_credits=monthly_credits or None,
+            asset_ids=asset_ids_from(env),
+            warehouse=warehouse_from(env),
+            backfill_days=_whole_number(
+                env, "COINCAP_BACKFILL_DAYS", DEFAULT_BACKFILL_DAYS, "days"
+            ),
+            pipelines_dir=pipelines_dir_from(env),
+            request_timeout_s=_timeout(env),
+            run_dir=run_dir_from(env),
+            max_history_requests=_whole_number(
+                env,
+                "COINCAP_MAX_HISTORY_REQUESTS",
+                DEFAULT_MAX_HISTORY_REQUESTS,
+                "requests per cycle",
+            ),
+            monthly_credits=_whole_number(env, "COINCAP_MONTHLY_CREDITS", 0, "credits a month")
+            or None,
+            alert_webhook_url=env.get("ALERT_WEBHOOK_URL", "").strip(),
+            home=home_from(env),
+            docs_dir=_path_or_none(env, "DBT_DOCS_DIR"),
+            dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
+            or home_from(env) / "dbt_project" / "target",
+            pipeline_schedule=schedule_from(env),
+            secrets=secrets_from(env),
         )
 
+    def require_api_key(self) -> str:
+        """The key, or the one-line error that says how to get one."""
+        if not self.api_key:
+            raise ConfigError(MISSING_KEY)
+        return self.api_key
 
-def warehouse_from_env() -> tuple[str, Path, dict[str, str]]:
-    """WAREHOUSE, DUCKDB_PATH and the POSTGRES_* settings, validated: the part of `from_env` that
-    `coincap-elt doctor` needs to check the warehouse even while another variable is wrong."""
-    env = os.environ
-    warehouse = env.get("WAREHOUSE", "duckdb").strip().lower() or "duckdb"
-    if warehouse not in WAREHOUSES:
-        raise ConfigError(f"WAREHOUSE is {warehouse!r}; set it to duckdb or postgres")
+
+# ------------------------------------------------------------------ the parts, one rule each
+# `coincap-elt doctor` checks each part on its own, so one wrong variable never hides another.
+def api_key_from(env: Mapping[str, str]) -> str:
+    """COINCAP_API_KEY, empty when unset."""
+    return env.get("COINCAP_API_KEY", "").strip()
+
+
+def warehouse_from(env: Mapping[str, str]) -> Warehouse:
+    """WAREHOUSE (any case: `DuckDB` is duckdb), DUCKDB_PATH and the POSTGRES_* settings."""
+    engine = env.get("WAREHOUSE", "").strip().lower() or "duckdb"
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"WAREHOUSE is {env.get('WAREHOUSE', '').strip()!r}; set it to duckdb or postgres"
+        )
     # absolute, because dlt reads a relative DuckDB path from its own data directory
     duckdb_path = Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH).resolve()
     postgres = {
-        "host": env.get("POSTGRES_HOST", "localhost"),
-        "port": env.get("POSTGRES_PORT", "5432"),
-        "database": env.get("POSTGRES_DB", ""),
-        "username": env.get("POSTGRES_USER", ""),
+        "host": env.get("POSTGRES_HOST", "").strip() or "localhost",
+        "port": env.get("POSTGRES_PORT", "").strip() or "5432",
+        "database": env.get("POSTGRES_DB", "").strip(),
+        "username": env.get("POSTGRES_USER", "").strip(),
         "password": env.get("POSTGRES_PASSWORD", ""),
     }
-    if warehouse == "postgres":
+    if engine == "postgres":
         unset = [
             name
             for name, key in (
@@ -143,19 +155,67 @@ def warehouse_from_env() -> tuple[str, Path, dict[str, str]]:
                 f"WAREHOUSE=postgres but {', '.join(unset)} not set; "
                 "set the POSTGRES_* variables (see .env.example)"
             )
-        if not postgres["port"].isdigit():
+        if not (postgres["port"].isascii() and postgres["port"].isdigit()):
             raise ConfigError(f"POSTGRES_PORT is {postgres['port']!r}; set it to a number")
+    return Warehouse(engine, duckdb_path, postgres)
 
-    return warehouse, duckdb_path, postgres
+
+def asset_ids_from(env: Mapping[str, str]) -> tuple[str, ...]:
+    """COINCAP_ASSET_IDS: lower-cased, in order, without repeats."""
+    asset_ids = tuple(
+        dict.fromkeys(
+            part.strip().lower()
+            for part in env.get("COINCAP_ASSET_IDS", DEFAULT_ASSET_IDS).split(",")
+            if part.strip()
+        )
+    )
+    if not asset_ids:
+        raise ConfigError("COINCAP_ASSET_IDS is empty; set comma-separated CoinCap asset ids")
+    return asset_ids
 
 
-def pipelines_dir() -> Path:
+def pipelines_dir_from(env: Mapping[str, str]) -> Path:
     """Where dlt keeps its pipelines (state, pending load packages): DLT_DATA_DIR/pipelines."""
-    data_dir = os.environ.get("DLT_DATA_DIR", "").strip() or DEFAULT_DLT_DATA_DIR
+    data_dir = env.get("DLT_DATA_DIR", "").strip() or DEFAULT_DLT_DATA_DIR
     return Path(data_dir).resolve() / "pipelines"
 
 
-def _whole_number(env: os._Environ[str], name: str, default: int | None, unit: str) -> int | None:
+def run_dir_from(env: Mapping[str, str]) -> Path:
+    """COINCAP_RUN_DIR: the cycle lock, the heartbeat, the alert and quota states."""
+    return Path(env.get("COINCAP_RUN_DIR", "").strip() or "data").resolve()
+
+
+def home_from(env: Mapping[str, str]) -> Path:
+    """COINCAP_HOME: where dbt_project/ and profiles/ are (the image sets /app)."""
+    home = env.get("COINCAP_HOME", "").strip()
+    return Path(home).resolve() if home else _CHECKOUT
+
+
+def schedule_from(env: Mapping[str, str]) -> str:
+    """PIPELINE_SCHEDULE as given (the container's entrypoint and `doctor` check its fields)."""
+    return env.get("PIPELINE_SCHEDULE", "").strip() or DEFAULT_SCHEDULE
+
+
+def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of SECRET_VARIABLES that are set: what `redact` takes out of every message."""
+    values = (env.get(name, "").strip() for name in SECRET_VARIABLES)
+    return tuple(value for value in values if len(value) >= 4)
+
+
+def _timeout(env: Mapping[str, str]) -> float:
+    text = env.get("COINCAP_REQUEST_TIMEOUT_S", "").strip() or str(REQUEST_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 120:
+        raise ConfigError(
+            f"COINCAP_REQUEST_TIMEOUT_S is {text!r}; set it to seconds, more than 0 and at most 120"
+        )
+    return seconds
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, unit: str) -> int:
     """A variable that holds a whole number (0 or more); `default` when unset or empty."""
     value = env.get(name, "").strip()
     if not value:
@@ -163,3 +223,31 @@ def _whole_number(env: os._Environ[str], name: str, default: int | None, unit: s
     if not (value.isascii() and value.isdigit()):
         raise ConfigError(f"{name} is {value!r}; set it to a whole number of {unit}")
     return int(value)
+
+
+def _path_or_none(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return Path(value).resolve() if value else None
+
+
+# ------------------------------------------------------------------ the process
+def load_environment(create_run_dir: bool = True) -> Path:
+    """What every command does first: UTC, no telemetry (dlt and dbt read these from the
+    environment), the project root as the working directory (relative paths mean the same for
+    dlt and dbt), then the `.env` file (COINCAP_ENV_FILE, default the root's `.env`): values
+    already in the environment win. Returns the run directory, created unless `create_run_dir`
+    is False (`coincap-elt doctor` reports an unwritable one instead of stopping on it)."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    home = home_from(os.environ)
+    os.chdir(home)
+    env_file = os.environ.get("COINCAP_ENV_FILE", "").strip() or str(home / ".env")
+    os.environ["COINCAP_ENV_FILE"] = env_file
+    load_dotenv(env_file, override=False)
+    run_dir = run_dir_from(os.environ)
+    if create_run_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["COINCAP_RUN_DIR"] = str(run_dir)
+    return run_dir

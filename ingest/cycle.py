@@ -7,17 +7,16 @@ Exit status 0 only when the ingest and `dbt build` succeeded (stale data is an a
 warning, not a failure). A cycle started while another one runs exits 0 at once and says so.
 Every line starts with an ISO-8601 UTC timestamp.
 
-Besides the public variables (README, "Configuration") it reads COINCAP_RUN_DIR (the lock, the
-heartbeat `last_success`, the alert and quota states; default data/), DBT_DOCS_DIR (when set,
-the static docs site is regenerated there after each good build) and COINCAP_ENV_FILE (the
-`.env` file that fills in what the environment does not set; default: the repo root's `.env`).
+It reads nothing from the environment itself: the command line hands it the Settings
+(ingest/config.py), whose run directory (COINCAP_RUN_DIR) holds the lock, the heartbeat
+`last_success`, the alert and quota states, and whose DBT_DOCS_DIR, when set, is where the
+static docs site is regenerated after each good build.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,39 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ingest.config import Settings
     from ingest.summary import IngestSummary
     from ingest.transform import DbtOutcome
 
-# Where dbt_project/ and profiles/ are: COINCAP_HOME (the image sets /app, where the package is
-# installed into site-packages), else the checkout this package was imported from (`make install`
-# installs it in editable mode).
-ROOT = Path(os.environ.get("COINCAP_HOME", "").strip() or Path(__file__).resolve().parent.parent)
 LOCK_FILE = "run_pipeline.lock"
 HEARTBEAT_FILE = "last_success"
 
 logger = logging.getLogger("run_pipeline")
-
-
-def prepare_environment(create_run_dir: bool = True) -> Path:
-    """What every command does first: UTC, no telemetry, the `.env` file, the repo root as the
-    working directory (relative paths mean the same for dlt and dbt). Returns the run directory,
-    created unless `create_run_dir` is False (`coincap-elt doctor` reports an unwritable one
-    instead of stopping on it)."""
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    os.chdir(ROOT)
-    from dotenv import load_dotenv
-
-    env_file = os.environ.get("COINCAP_ENV_FILE", "").strip() or str(ROOT / ".env")
-    os.environ["COINCAP_ENV_FILE"] = env_file
-    load_dotenv(env_file, override=False)
-    run_dir = Path(os.environ.get("COINCAP_RUN_DIR", "").strip() or ROOT / "data").resolve()
-    if create_run_dir:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["COINCAP_RUN_DIR"] = str(run_dir)
-    return run_dir
 
 
 @contextmanager
@@ -77,8 +51,8 @@ def cycle_lock(run_dir: Path, wait: bool = False) -> Iterator[bool]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def run_cycle() -> int:
-    run_dir = prepare_environment()
+def run_cycle(settings: Settings) -> int:
+    run_dir = settings.run_dir
     with cycle_lock(run_dir) as locked:
         if not locked:
             logger.info(
@@ -87,27 +61,27 @@ def run_cycle() -> int:
                 run_dir / LOCK_FILE,
             )
             return 0
-        return _locked_cycle(run_dir)
+        return _locked_cycle(settings)
 
 
-def _locked_cycle(run_dir: Path) -> int:
+def _locked_cycle(settings: Settings) -> int:
     from ingest.coincap_pipeline import ingest_step
     from ingest.transform import DbtOutcome, run_dbt_steps
 
     started, started_at = time.monotonic(), datetime.now(UTC)
-    logger.info("cycle started: warehouse %s", os.environ.get("WAREHOUSE", "").strip() or "duckdb")
+    logger.info("cycle started: warehouse %s", settings.warehouse.engine)
 
-    summary = ingest_step()
+    summary = ingest_step(settings)
     if summary.error:
         logger.info(
             "error: the ingest step failed (see the line above); dbt build skipped, "
             "the marts are unchanged"
         )
-        _record(run_dir, started_at, summary, None, "ingest")
+        _record(settings, started_at, summary, None, "ingest")
         return 1
 
     try:
-        dbt = run_dbt_steps()
+        dbt = run_dbt_steps(settings)
     except Exception as exc:  # noqa: BLE001 - dbt itself broke: a failed build, said in one line
         dbt = DbtOutcome(build_error=f"dbt stopped: {type(exc).__name__}: {exc}"[:500])
     if not dbt.built:
@@ -115,23 +89,23 @@ def _locked_cycle(run_dir: Path) -> int:
             "error: dbt build failed (see the lines above); raw holds the new snapshot, "
             "the next cycle builds it"
         )
-        _record(run_dir, started_at, summary, dbt, "dbt build")
+        _record(settings, started_at, summary, dbt, "dbt build")
         return 1
 
-    heartbeat = run_dir / HEARTBEAT_FILE
+    heartbeat = settings.run_dir / HEARTBEAT_FILE
     heartbeat.write_text(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + "\n")
     if dbt.freshness == "error":
         logger.info(
             "warning: source freshness failed (see the lines above): CoinCap's newest figures "
             "are too old"
         )
-    _record(run_dir, started_at, summary, dbt, None)
+    _record(settings, started_at, summary, dbt, None)
     logger.info("cycle finished in %d s", time.monotonic() - started)
     return 0
 
 
 def _record(
-    run_dir: Path,
+    settings: Settings,
     started_at: datetime,
     summary: IngestSummary,
     dbt: DbtOutcome | None,
@@ -141,7 +115,7 @@ def _record(
     from ingest.runlog import record_run
 
     try:
-        record_run(run_dir, started_at, summary, dbt, failed_step)
+        record_run(settings, started_at, summary, dbt, failed_step)
     except Exception as exc:  # noqa: BLE001
         logger.info(
             "warning: the run log step failed (%s: %s); the cycle's outcome stands",

@@ -10,22 +10,29 @@ files, deleted at once, and a warehouse that does not exist yet is not created.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ingest.alerts import redact
-from ingest.config import ConfigError, Settings, pipelines_dir, warehouse_from_env
-from ingest.cycle import ROOT, prepare_environment
+from ingest.config import (
+    DEFAULT_SCHEDULE,
+    MISSING_KEY,
+    ConfigError,
+    Settings,
+    api_key_from,
+    home_from,
+    pipelines_dir_from,
+    schedule_from,
+    warehouse_from,
+)
+from ingest.warehouse import Warehouse
 
-# the schemas of the warehouse layout (docs/contract.md), the run log's `ops` included
+# the schemas of the warehouse layout (docs/contract.md), and the run log's
 SCHEMAS = ("raw", "staging", "marts", "ops")
-DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
-VALID_SCHEDULE = ROOT / "docker" / "valid-schedule.sh"
 POSTGRES_CONNECT_TIMEOUT_S = 5
 # --check-key: the smallest answer that needs a valid key (one asset, about 500 bytes)
 KEY_PROBE = ("assets", {"ids": "bitcoin"})
@@ -42,17 +49,19 @@ class Result:
         return f"{'ok' if self.ok else 'FAIL':<6}{self.name}: {redact(self.detail, limit=1000)}"
 
 
-def run_doctor(check_key: bool = False) -> int:
-    """Runs every check, prints one line each, returns the exit status (0: all passed)."""
-    run_dir = prepare_environment(create_run_dir=False)
+def run_doctor(env: Mapping[str, str], run_dir: Path, check_key: bool = False) -> int:
+    """Runs every check on the configuration in `env` (the environment after the `.env` file,
+    handed down by the command line: doctor checks each part on its own, so one wrong variable
+    never hides another), prints one line each, returns the exit status (0: all passed)."""
+    pipelines = pipelines_dir_from(env)
     checks: list[tuple[str, Callable[[], Result]]] = [
-        ("variables", check_variables),
-        ("warehouse", check_warehouse),
-        ("dlt data dir", lambda: check_directory("dlt data dir", pipelines_dir(), "DLT_DATA_DIR")),
+        ("variables", lambda: check_variables(env)),
+        ("warehouse", lambda: check_warehouse(env)),
+        ("dlt data dir", lambda: check_directory("dlt data dir", pipelines, "DLT_DATA_DIR")),
         ("run dir", lambda: check_directory("run dir", run_dir, "COINCAP_RUN_DIR")),
-        ("dbt", check_dbt),
-        ("schedule", check_schedule),
-        ("key", lambda: check_api_key(check_key)),
+        ("dbt", lambda: check_dbt(env)),
+        ("schedule", lambda: check_schedule(env)),
+        ("key", lambda: check_api_key(env, check_key)),
     ]
     failed = 0
     for name, check in checks:
@@ -71,10 +80,11 @@ def _guarded(name: str, check: Callable[[], Result]) -> Result:
 
 
 # --------------------------------------------------------------------------- 1. variables
-def check_variables() -> Result:
+def check_variables(env: Mapping[str, str]) -> Result:
     """Everything `Settings.from_env` validates, with its own messages."""
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(env)
+        settings.require_api_key()
     except ConfigError as exc:
         return Result("variables", False, str(exc))
     budget = (
@@ -85,21 +95,21 @@ def check_variables() -> Result:
     return Result(
         "variables",
         True,
-        f"WAREHOUSE={settings.warehouse}, {len(settings.asset_ids)} assets, "
+        f"WAREHOUSE={settings.warehouse.engine}, {len(settings.asset_ids)} assets, "
         f"backfill {settings.backfill_days} day(s), at most {settings.max_history_requests} "
         f"history requests a cycle, {budget}, COINCAP_API_KEY set",
     )
 
 
 # --------------------------------------------------------------------------- 2. warehouse
-def check_warehouse() -> Result:
+def check_warehouse(env: Mapping[str, str]) -> Result:
     try:
-        warehouse, duckdb_path, postgres = warehouse_from_env()
+        warehouse = warehouse_from(env)
     except ConfigError as exc:
         return Result("warehouse", False, f"not checked: {exc}")
-    if warehouse == "duckdb":
-        return _check_duckdb(duckdb_path)
-    return _check_postgres(postgres)
+    if warehouse.engine == "duckdb":
+        return _check_duckdb(warehouse.duckdb_path)
+    return _check_postgres(warehouse)
 
 
 def _check_duckdb(path: Path) -> Result:
@@ -139,17 +149,16 @@ def _check_duckdb(path: Path) -> Result:
     return Result("warehouse", True, f"DuckDB {path} opens, {_schemas({r[0] for r in rows})}")
 
 
-def _check_postgres(postgres: dict[str, str]) -> Result:
+def _check_postgres(warehouse: Warehouse) -> Result:
     import psycopg2
 
-    from ingest.warehouse import connect_postgres
-
+    postgres = warehouse.postgres
     where = (
         f"PostgreSQL {postgres['database']}@{postgres['host']}:{postgres['port']} "
         f"as {postgres['username']}"
     )
     try:
-        conn = connect_postgres(postgres, POSTGRES_CONNECT_TIMEOUT_S, "coincap-elt doctor")
+        conn = warehouse.connect_postgres("coincap-elt doctor", POSTGRES_CONNECT_TIMEOUT_S)
     except psycopg2.Error as exc:
         return Result(
             "warehouse",
@@ -208,17 +217,22 @@ def _unwritable(path: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- 4. dbt
-def check_dbt() -> Result:
+def check_dbt(env: Mapping[str, str]) -> Result:
     """`dbt parse` as the cycle runs it (same project, profile and flags), then `dbt debug
     --connection` with the profile's target. On DuckDB the connection is tried only once the file
     exists: dbt would create it."""
     from dbt.cli.main import dbtRunner
 
-    from ingest.transform import NO_ARTIFACTS, PROJECT_ARGS, QUIET
+    from ingest.transform import NO_ARTIFACTS, QUIET, project_args
 
+    try:
+        warehouse = warehouse_from(env)
+    except ConfigError as exc:
+        return Result("dbt", False, f"not checked: {exc}")
+    args = project_args(warehouse)
     errors: list[str] = []
     collect = _dbt_errors(errors)
-    parsed = dbtRunner(callbacks=[collect]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *PROJECT_ARGS])
+    parsed = dbtRunner(callbacks=[collect]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *args])
     if not parsed.success:
         why = errors[0] if errors else _one_line(parsed.exception or "no reason given")
         return Result(
@@ -229,13 +243,13 @@ def check_dbt() -> Result:
         )
     nodes = parsed.result.nodes.values()
     models = sum(1 for node in nodes if node.resource_type == "model")
-    target = os.environ.get("WAREHOUSE", "").strip().lower() or "duckdb"
-    if target == "duckdb" and not _duckdb_file_exists():
+    target = warehouse.engine
+    if not warehouse.exists():
         return Result(
             "dbt", True, f"project parses ({models} models); profile target duckdb (no file yet)"
         )
     errors.clear()
-    debug = dbtRunner(callbacks=[collect]).invoke(["debug", "--connection", *QUIET, *PROJECT_ARGS])
+    debug = dbtRunner(callbacks=[collect]).invoke(["debug", "--connection", *QUIET, *args])
     if not (debug.success and debug.result):
         why = errors[0] if errors else "see dbt.log in DBT_LOG_PATH"
         return Result(
@@ -264,19 +278,13 @@ def _dbt_errors(errors: list[str]) -> Callable[[Any], None]:
     return collect
 
 
-def _duckdb_file_exists() -> bool:
-    try:
-        return warehouse_from_env()[1].exists()
-    except ConfigError:
-        return False
-
-
 # --------------------------------------------------------------------------- 5. schedule
-def check_schedule() -> Result:
+def check_schedule(env: Mapping[str, str]) -> Result:
     """PIPELINE_SCHEDULE, checked by the very script the container's entrypoint runs."""
-    schedule = os.environ.get("PIPELINE_SCHEDULE") or DEFAULT_SCHEDULE
+    schedule = schedule_from(env)
+    script = home_from(env) / "docker" / "valid-schedule.sh"
     proc = subprocess.run(
-        ["bash", str(VALID_SCHEDULE), schedule], capture_output=True, text=True, timeout=30
+        ["bash", str(script), schedule], capture_output=True, text=True, timeout=30
     )
     if proc.returncode == 1:
         return Result(
@@ -285,19 +293,17 @@ def check_schedule() -> Result:
             f"PIPELINE_SCHEDULE is '{schedule}'; set five cron fields such as '{DEFAULT_SCHEDULE}'",
         )
     if proc.returncode != 0:
-        return Result("schedule", False, f"{VALID_SCHEDULE} failed: {proc.stderr.strip()}")
+        return Result("schedule", False, f"{script} failed: {proc.stderr.strip()}")
     default = " (the default)" if schedule == DEFAULT_SCHEDULE else ""
     return Result("schedule", True, f"PIPELINE_SCHEDULE '{schedule}'{default}: five cron fields")
 
 
 # --------------------------------------------------------------------------- 6. the key
-def check_api_key(spend: bool) -> Result:
+def check_api_key(env: Mapping[str, str], spend: bool) -> Result:
     """Without `spend`, only whether the key is set. With it, one request through the pipeline's
     own client (one attempt, no retries), whose meter says what it cost."""
-    from ingest.coincap.settings import API_KEY_HELP
-
-    if not os.environ.get("COINCAP_API_KEY", "").strip():
-        return Result("key", False, f"COINCAP_API_KEY is not set; {API_KEY_HELP}")
+    if not api_key_from(env):
+        return Result("key", False, MISSING_KEY)
     if not spend:
         return Result(
             "key",
@@ -305,7 +311,7 @@ def check_api_key(spend: bool) -> Result:
             f"set, not checked: --check-key spends one request ({KEY_PROBE_CREDITS})",
         )
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(env)
     except ConfigError as exc:
         return Result("key", False, f"not checked: {exc}")
     from ingest.coincap.helpers import CoinCapClient, CoinCapError

@@ -11,16 +11,17 @@ warehouse. This step never changes the cycle's exit status: what goes wrong here
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.alerts import notify, notify_once, redact
 from ingest.credits import RUNS_SQL, month_credits, since
 from ingest.summary import IngestSummary
 from ingest.transform import DbtOutcome
+
+if TYPE_CHECKING:
+    from ingest.config import Settings
 
 logger = logging.getLogger("ingest.runlog")
 
@@ -44,7 +45,7 @@ COLUMNS: dict[str, dict[str, Any]] = {
 
 
 def record_run(
-    run_dir: Path,
+    settings: Settings,
     started_at: datetime,
     summary: IngestSummary,
     dbt: DbtOutcome | None,
@@ -58,7 +59,7 @@ def record_run(
     elif failed_step == "dbt build" and dbt is not None:
         error = dbt.build_error or "dbt build failed (see the cycle's log)"
     freshness, detail = (dbt.freshness, dbt.freshness_detail) if dbt else ("not checked", "")
-    warehouse = os.environ.get("WAREHOUSE", "").strip().lower() or "duckdb"
+    warehouse = settings.warehouse.engine
     status = "failed" if failed_step else "succeeded"
     row = {
         "run_id": uuid.uuid4().hex,
@@ -75,47 +76,37 @@ def record_run(
         "error": redact(error) if error else None,
         "warehouse": warehouse,
     }
-    recorded = _record(row)
-    if recorded is not None:
-        pipeline, allowance = recorded
-        _credits_this_month(pipeline, row, run_dir, warehouse, allowance)
+    pipeline = _record(settings, row)
+    if pipeline is not None:
+        _credits_this_month(settings, pipeline, row)
 
     if not alert:
         return
     if status == "failed" and summary.quota_exhausted:
-        notify(run_dir, "quota", row["error"] or "", warehouse)
+        notify(settings, "quota", row["error"] or "")
     elif status == "failed":
-        notify(run_dir, "failed", f"Step: {failed_step}. {row['error'] or ''}".strip(), warehouse)
+        notify(settings, "failed", f"Step: {failed_step}. {row['error'] or ''}".strip())
     elif freshness == "error":
-        notify(run_dir, "stale", redact(detail), warehouse)
+        notify(settings, "stale", redact(detail))
     else:
-        notify(run_dir, "ok", "", warehouse)
+        notify(settings, "ok", "")
 
 
-def _record(row: dict[str, Any]) -> tuple[Any, int | None] | None:
+def _record(settings: Settings, row: dict[str, Any]) -> Any:
     """Appends the row to ops.pipeline_runs through dlt, with rows earlier cycles could not write.
 
     Extract and normalize are local; only the load needs the warehouse. So when it is down, the
     row waits in dlt's pending package, and the next load writes every pending row at once.
     (`pipeline.run` would first sync state with the warehouse and lose the row when it is down.)
-    Returns the pipeline and the plan's monthly credits (Settings), or None when not written.
+    Returns the pipeline, or None when the row was not written.
     """
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
 
-    from ingest.config import ConfigError, Settings
-    from ingest.warehouse import destination
-
-    try:
-        settings = Settings.from_env(require_api_key=False)
-    except ConfigError as exc:
-        logger.warning("the run log was not written: %s", exc)
-        return None
     try:
         pipeline = dlt.pipeline(
-            pipeline_name=f"coincap_runlog_{settings.warehouse}",
+            pipeline_name=f"coincap_runlog_{settings.warehouse.engine}",
             pipelines_dir=str(settings.pipelines_dir),
-            destination=destination(settings),
+            destination=settings.warehouse.destination(),
             dataset_name=DATASET,
         )
         pipeline.extract(
@@ -152,12 +143,10 @@ def _record(row: dict[str, Any]) -> tuple[Any, int | None] | None:
         row["coincap_requests"],
         row["coincap_credits"],
     )
-    return pipeline, settings.monthly_credits
+    return pipeline
 
 
-def _credits_this_month(
-    pipeline: Any, row: dict[str, Any], run_dir: Path, warehouse: str, allowance: int | None
-) -> None:
+def _credits_this_month(settings: Settings, pipeline: Any, row: dict[str, Any]) -> None:
     """Logs the credits used this UTC month and the month-end projection (ingest/credits.py);
     with COINCAP_MONTHLY_CREDITS set, a warning (and one alert a month) when the projection
     exceeds it."""
@@ -169,6 +158,7 @@ def _credits_this_month(
         logger.warning("credits this month not computed: %s", redact(str(exc), limit=200))
         return
     month = month_credits(now, runs or [])
+    allowance = settings.monthly_credits
     used, projected = month.used, month.projected
     plan = f"plan allows {allowance:,}" if allowance else "no plan set (COINCAP_MONTHLY_CREDITS)"
     pace = "" if month.has_pace else " (a projection needs two cycles)"
@@ -189,4 +179,4 @@ def _credits_this_month(
             "answering (see docs/operations.md, credits)"
         )
         logger.warning("%s", message)
-        notify_once(run_dir, "credits", month.month, message, warehouse)
+        notify_once(settings, "credits", month.month, message)

@@ -17,18 +17,18 @@ says what to do when it could not (bad configuration, warehouse missing, busy or
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ingest.alerts import last_state, redact
-from ingest.config import ConfigError, Settings
+from ingest.config import Settings
 from ingest.credits import RUNS_SQL, month_credits, since
-from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock, prepare_environment
+from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock
+from ingest.warehouse import Query, WarehouseError
 
 # the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
 # wrote it, while the view shows the table only from the build after the first row
@@ -51,22 +51,17 @@ RUN_COLUMNS = (
 LAST_CYCLES = 10
 NEWEST_GAPS = 5
 PIPELINES = ("coincap_{}", "coincap_runlog_{}")  # the ingest's and the run log's dlt pipelines
-CONNECT_TIMEOUT_S = 10
-
-Query = Callable[..., list[tuple[Any, ...]]]
 
 
 class StatusError(Exception):
     """The state could not be read. Its message is one line that says what to do."""
 
 
-def main(as_json: bool = False) -> int:
+def main(settings: Settings, as_json: bool = False) -> int:
     """The command: the report on stdout, or one `error:` line on stderr and exit 1."""
-    run_dir = prepare_environment()
     try:
-        settings = Settings.from_env(require_api_key=False)
-        report = collect(settings, run_dir, datetime.now(UTC))
-    except (ConfigError, StatusError) as exc:
+        report = collect(settings, settings.run_dir, datetime.now(UTC))
+    except (StatusError, WarehouseError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2) if as_json else render(report))
@@ -86,8 +81,8 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
     alert = last_state(run_dir)
     return {
         "checked_at": _iso(now),
-        "warehouse": settings.warehouse,
-        "warehouse_location": _location(settings),
+        "warehouse": settings.warehouse.engine,
+        "warehouse_location": settings.warehouse.location,
         "run_log": run_log,
         "cycles": cycles,
         "freshness": {
@@ -120,78 +115,22 @@ def connect(settings: Settings, run_dir: Path) -> Iterator[Query]:
     lock while it reads (when a cycle ever ran from this run directory): a cycle starting in that
     moment skips, as it does behind a running cycle, instead of failing its ingest; the next
     cycle fills the 5-minute slot from history. A running cycle makes status say so."""
-    if settings.warehouse == "duckdb":
+    warehouse = settings.warehouse
+    if warehouse.engine == "duckdb":
         # no cycle ever ran from this run directory: nothing to lock, and status creates no file
         lock = cycle_lock(run_dir) if (run_dir / LOCK_FILE).exists() else nullcontext(True)
         with lock as free:
             if not free:
                 raise StatusError(
-                    f"the warehouse {settings.duckdb_path} is busy (a cycle or a backfill holds "
+                    f"the warehouse {warehouse.duckdb_path} is busy (a cycle or a backfill holds "
                     f"{run_dir / LOCK_FILE}, and DuckDB lets no other process open the file "
                     "meanwhile); try again in a minute"
                 )
-            with _duckdb(settings.duckdb_path) as query:
+            with warehouse.reader() as query:
                 yield query
     else:
-        with _postgres(settings.postgres) as query:
+        with warehouse.reader("coincap-elt status") as query:
             yield query
-
-
-@contextmanager
-def _duckdb(path: Path) -> Iterator[Query]:
-    import duckdb
-
-    if not path.exists():
-        raise StatusError(
-            f"the warehouse {path} (DUCKDB_PATH) does not exist yet; run a cycle first "
-            "(coincap-elt run) or point DUCKDB_PATH at the warehouse file"
-        )
-    try:
-        conn = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        if "lock" in str(exc).lower():
-            raise StatusError(
-                f"the warehouse {path} is busy (a cycle is writing to it; DuckDB lets no other "
-                "process open it meanwhile); try again in a minute"
-            ) from exc
-        raise StatusError(
-            f"the warehouse {path} could not be opened ({_first_line(exc)}); check DUCKDB_PATH"
-        ) from exc
-    try:
-        yield lambda sql, *params: conn.execute(sql.replace("%s", "?"), params).fetchall()
-    except duckdb.Error as exc:
-        raise StatusError(f"the warehouse {path} could not be read ({_first_line(exc)})") from exc
-    finally:
-        conn.close()
-
-
-@contextmanager
-def _postgres(pg: dict[str, str]) -> Iterator[Query]:
-    import psycopg2
-
-    from ingest.warehouse import connect_postgres
-
-    where = f"PostgreSQL {pg['username']}@{pg['host']}:{pg['port']}/{pg['database']}"
-    try:
-        conn = connect_postgres(pg, CONNECT_TIMEOUT_S, "coincap-elt status")
-    except psycopg2.Error as exc:
-        raise StatusError(
-            f"the warehouse ({where}) is unreachable: {_first_line(exc)}; check that it runs "
-            "and the POSTGRES_* settings"
-        ) from exc
-    try:
-        conn.set_session(readonly=True, autocommit=True)
-        with conn.cursor() as cursor:
-
-            def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-                cursor.execute(sql, params or None)
-                return cursor.fetchall()
-
-            yield query
-    except psycopg2.Error as exc:
-        raise StatusError(f"the warehouse ({where}) could not be read: {_first_line(exc)}") from exc
-    finally:
-        conn.close()
 
 
 def _relations(query: Query) -> set[str]:
@@ -279,11 +218,10 @@ def _quota(run_dir: Path) -> dict[str, Any]:
 def _pending_packages(settings: Settings) -> dict[str, list[str]]:
     """Per dlt pipeline, the load ids of the packages extracted or normalized but not yet loaded:
     what the next cycle that reaches the warehouse loads first."""
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
 
     pending = {}
-    for name in (template.format(settings.warehouse) for template in PIPELINES):
+    for name in (template.format(settings.warehouse.engine) for template in PIPELINES):
         if not (settings.pipelines_dir / name).is_dir():  # attach would create it
             pending[name] = []
             continue
@@ -401,13 +339,6 @@ def _render_credits(spend: dict[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- small helpers
-def _location(settings: Settings) -> str:
-    if settings.warehouse == "duckdb":
-        return str(settings.duckdb_path)
-    pg = settings.postgres
-    return f"{pg['host']}:{pg['port']}/{pg['database']}"
-
-
 def _iso(when: datetime | None) -> str | None:
     if when is None:
         return None

@@ -16,7 +16,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.config import Settings
+    from ingest.warehouse import Warehouse
 
 logger = logging.getLogger("dbt")
 
@@ -37,12 +41,21 @@ class DbtOutcome:
     failing_nodes: list[str] = field(default_factory=list)
 
 
-def run_dbt_steps(select: list[str] | None = None) -> DbtOutcome:
+def project_args(warehouse: Warehouse) -> list[str]:
+    """dbt's project, profile and target for this warehouse. profiles/profiles.yml reads the
+    connection from the environment, so the warehouse's normalised variables are exported first:
+    dbt connects to exactly the warehouse dlt loaded (and `WAREHOUSE=DuckDB` is duckdb)."""
+    os.environ.update(warehouse.dbt_env())
+    return [*PROJECT_ARGS, "--target", warehouse.engine]
+
+
+def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOutcome:
     """Build, freshness and docs. What dbt reports (a failed build too) is returned, not raised."""
     from dbt.cli.main import dbtRunner  # imported here: `coincap-elt status` never needs dbt
 
     outcome = DbtOutcome()
-    parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *PROJECT_ARGS])
+    args = project_args(settings.warehouse)
+    parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *args])
     if not parsed.success:
         outcome.build_error = _first_line(
             parsed.exception, "dbt could not parse the project (see the lines above)"
@@ -54,19 +67,18 @@ def run_dbt_steps(select: list[str] | None = None) -> DbtOutcome:
     # suite (tests/test_dbt_unit_tests.py), not every 5 minutes (dbt's docs advise the same).
     build = dbt.invoke(
         ["build", "--exclude-resource-type", "unit_test", *(select or []), *NO_ARTIFACTS]
-        + [*QUIET, *PROJECT_ARGS]
+        + [*QUIET, *args]
     )
     if not build.success:
         outcome.build_error, outcome.failing_nodes = _build_error(build)
         return outcome
     outcome.built = True
 
-    fresh = dbt.invoke(["source", "freshness", *NO_ARTIFACTS, *QUIET, *PROJECT_ARGS])
+    fresh = dbt.invoke(["source", "freshness", *NO_ARTIFACTS, *QUIET, *args])
     outcome.freshness, outcome.freshness_detail = _freshness(fresh)
 
-    docs_dir = os.environ.get("DBT_DOCS_DIR", "").strip()
-    if docs_dir:
-        _refresh_docs(dbt, Path(docs_dir))
+    if settings.docs_dir:
+        _refresh_docs(dbt, args, settings.docs_dir, settings.dbt_target_path)
     return outcome
 
 
@@ -117,10 +129,9 @@ def _freshness(fresh: Any) -> tuple[str, str]:
     )
 
 
-def _refresh_docs(dbt: Any, docs_dir: Path) -> None:
-    target = Path(os.environ.get("DBT_TARGET_PATH", "").strip() or "dbt_project/target")
+def _refresh_docs(dbt: Any, args: list[str], docs_dir: Path, target: Path) -> None:
     try:
-        if not dbt.invoke(["docs", "generate", "--static", *QUIET, *PROJECT_ARGS]).success:
+        if not dbt.invoke(["docs", "generate", "--static", *QUIET, *args]).success:
             raise RuntimeError("dbt docs generate failed (see the lines above)")
         docs_dir.mkdir(parents=True, exist_ok=True)
         partial = docs_dir / ".index.html.tmp"

@@ -1,43 +1,169 @@
-"""The warehouse as dlt sees it: the destination for WAREHOUSE (duckdb or postgres)."""
+"""The warehouse: one object for both engines, made once from the configuration (ingest/config.py).
+
+It is what dlt loads into (`destination`), what dbt's profile reads (`dbt_env`: profiles.yml takes
+the connection from these variables) and what the commands read without dlt or dbt (`reader`: a
+read-only connection as `query(sql, *params)`, parameters written `%s` on both engines).
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-# No network for telemetry here or in production containers; must be set before dlt is imported.
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+ENGINES = ("duckdb", "postgres")
+CONNECT_TIMEOUT_S = 10
 
-import dlt  # noqa: E402
-from dlt.common.destination import Destination  # noqa: E402
-
-from ingest.config import Settings  # noqa: E402
+Query = Callable[..., list[tuple[Any, ...]]]
 
 
-def destination(settings: Settings) -> Destination:
-    if settings.warehouse == "duckdb":
-        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(credentials=str(settings.duckdb_path))
-    return dlt.destinations.postgres(
-        credentials=dict(settings.postgres, port=int(settings.postgres["port"])),
-        # No UNIQUE constraint on `_dlt_id`: a cycle killed after a job committed but before dlt
-        # marked it done re-runs the job, and that constraint would refuse the rows in every
-        # later cycle (docs/reliability.md). The merges dedup by their keys; marts are keyed by dbt.
-        create_indexes=False,
-    )
+class WarehouseError(Exception):
+    """The warehouse could not be opened or read. Its message is one line that says what to do."""
 
 
-def connect_postgres(postgres: dict[str, str], timeout_s: float, application_name: str) -> Any:
-    """A psycopg2 connection with the warehouse settings (Settings.postgres), for the commands
-    that read the warehouse without dlt (`coincap-elt status`, `coincap-elt doctor`)."""
-    import psycopg2
+@dataclass(frozen=True)
+class Warehouse:
+    engine: str  # duckdb | postgres
+    duckdb_path: Path  # absolute; used when engine is duckdb
+    postgres: dict[str, str]  # host, port, database, username, password
 
-    return psycopg2.connect(
-        host=postgres["host"],
-        port=int(postgres["port"]),
-        dbname=postgres["database"],
-        user=postgres["username"],
-        password=postgres["password"],
-        connect_timeout=timeout_s,
-        application_name=application_name,
-    )
+    def __str__(self) -> str:
+        if self.engine == "duckdb":
+            return f"DuckDB {self.duckdb_path}"
+        pg = self.postgres
+        return f"PostgreSQL {pg['username']}@{pg['host']}:{pg['port']}/{pg['database']}"
+
+    @property
+    def location(self) -> str:
+        """The file (DuckDB) or `user@host:port/database` (PostgreSQL), for reports."""
+        return str(self.duckdb_path) if self.engine == "duckdb" else str(self).split(" ", 1)[1]
+
+    def exists(self) -> bool:
+        """False only for a DuckDB file not created yet (a server is assumed to be there)."""
+        return self.engine != "duckdb" or self.duckdb_path.exists()
+
+    # ---------------------------------------------------------------- dlt and dbt
+    def destination(self) -> Any:
+        """dlt's destination for this warehouse."""
+        import dlt
+
+        if self.engine == "duckdb":
+            self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+            return dlt.destinations.duckdb(credentials=str(self.duckdb_path))
+        return dlt.destinations.postgres(
+            credentials=dict(self.postgres, port=int(self.postgres["port"])),
+            # No UNIQUE constraint on `_dlt_id`: a cycle killed after a job committed but before
+            # dlt marked it done re-runs the job, and that constraint would refuse the rows in
+            # every later cycle (docs/reliability.md). The merges dedup by their keys; marts are
+            # keyed by dbt.
+            create_indexes=False,
+        )
+
+    def dbt_env(self) -> dict[str, str]:
+        """The variables profiles/profiles.yml reads, normalised (WAREHOUSE lower-case, an
+        absolute DUCKDB_PATH): what dbt connects with is exactly what dlt loaded into."""
+        env = {"WAREHOUSE": self.engine, "DUCKDB_PATH": str(self.duckdb_path)}
+        if self.engine == "postgres":
+            pg = self.postgres
+            env.update(
+                POSTGRES_HOST=pg["host"],
+                POSTGRES_PORT=pg["port"],
+                POSTGRES_DB=pg["database"],
+                POSTGRES_USER=pg["username"],
+                POSTGRES_PASSWORD=pg["password"],
+            )
+        return env
+
+    # ---------------------------------------------------------------- reading without dlt
+    def connect_postgres(self, application_name: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
+        """A psycopg2 connection (raises psycopg2.Error when the server refuses it)."""
+        import psycopg2
+
+        pg = self.postgres
+        return psycopg2.connect(
+            host=pg["host"],
+            port=int(pg["port"]),
+            dbname=pg["database"],
+            user=pg["username"],
+            password=pg["password"],
+            connect_timeout=timeout_s,
+            application_name=application_name,
+        )
+
+    @contextmanager
+    def reader(self, application_name: str = "coincap-elt") -> Iterator[Query]:
+        """A read-only connection as `query(sql, *params)`, closed at the end. Raises
+        WarehouseError (one line) when the warehouse is missing, busy or unreachable. A DuckDB
+        reader keeps a cycle from opening the file: hold the cycle lock around it."""
+        if self.engine == "duckdb":
+            with self._duckdb_reader() as query:
+                yield query
+        else:
+            with self._postgres_reader(application_name) as query:
+                yield query
+
+    @contextmanager
+    def _duckdb_reader(self) -> Iterator[Query]:
+        import duckdb
+
+        path = self.duckdb_path
+        if not path.exists():
+            raise WarehouseError(
+                f"the warehouse {path} (DUCKDB_PATH) does not exist yet; run a cycle first "
+                "(coincap-elt run) or point DUCKDB_PATH at the warehouse file"
+            )
+        try:
+            conn = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            if "lock" in str(exc).lower():
+                raise WarehouseError(
+                    f"the warehouse {path} is busy (a cycle is writing to it; DuckDB lets no "
+                    "other process open it meanwhile); try again in a minute"
+                ) from exc
+            raise WarehouseError(
+                f"the warehouse {path} could not be opened ({first_line(exc)}); check DUCKDB_PATH"
+            ) from exc
+        try:
+            yield lambda sql, *params: conn.execute(sql.replace("%s", "?"), params).fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"the warehouse {path} could not be read ({first_line(exc)})"
+            ) from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _postgres_reader(self, application_name: str) -> Iterator[Query]:
+        import psycopg2
+
+        where = str(self)
+        try:
+            conn = self.connect_postgres(application_name)
+        except psycopg2.Error as exc:
+            raise WarehouseError(
+                f"the warehouse ({where}) is unreachable: {first_line(exc)}; check that it "
+                "runs and the POSTGRES_* settings"
+            ) from exc
+        try:
+            conn.set_session(readonly=True, autocommit=True)
+            with conn.cursor() as cursor:
+
+                def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+                    cursor.execute(sql, params or None)
+                    return cursor.fetchall()
+
+                yield query
+        except psycopg2.Error as exc:
+            raise WarehouseError(
+                f"the warehouse ({where}) could not be read: {first_line(exc)}"
+            ) from exc
+        finally:
+            conn.close()
+
+
+def first_line(exc: object) -> str:
+    """The first line of an error's text, at most 300 characters."""
+    text = str(exc).strip()
+    return (text.splitlines() or [""])[0][:300] if text else type(exc).__name__

@@ -14,7 +14,7 @@ tests/postgres_cluster.py), and an embedded DuckDB file where it applies, it mea
 2. backfill throughput: rows/s loading a year of history into `raw.asset_history` through the
    project's own pipeline (`python -m ingest` with COINCAP_BACKFILL_DAYS), beside a plain COPY
    and a batched INSERT (psycopg2 execute_values) of the same rows into an equivalent table;
-3. analyst queries: the starter dashboard's questions (scripts/provision_metabase.py) on the
+3. analyst queries: the starter dashboard's questions (ingest/metabase/dashboard.py) on the
    marts, beside the same answers from one unkeyed, unindexed table of all snapshots.
 
 What is measured goes through the project's own code; what is only set-up is done directly: one
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import importlib.util
 import io
 import json
 import multiprocessing
@@ -59,6 +58,7 @@ from fake_coincap import DEFAULT_ASSETS, FakeCoinCap  # noqa: E402
 from postgres_cluster import PostgresCluster  # noqa: E402
 
 from ingest.coincap import _windows  # noqa: E402
+from ingest.metabase.dashboard import CARDS  # noqa: E402
 
 API_KEY = "bench-coincap-key"
 FIVE_MIN_MS = 5 * 60 * 1000
@@ -653,15 +653,8 @@ def _trace_steps(pipelines_dir: Path) -> dict[str, float]:
 def dashboard_cards() -> list[tuple[str, str]]:
     """The dashboard's questions that have a plain-table baseline below, as the dashboard runs
     them when it opens: every asset, the default dates (the last 30 days and today)."""
-    spec = importlib.util.spec_from_file_location(
-        "provision_metabase", REPO / "scripts" / "provision_metabase.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
     cards = []
-    for card in module.CARDS:
+    for card in CARDS:
         if card.name in BASELINE_SQL:
             dates = f"marts.{card.table}.{card.filter_columns['date_range']} >= {WINDOW_START}"
             sql = card.sql.replace("{{asset}}", "1 = 1").replace("{{date_range}}", dates)
@@ -920,7 +913,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         "### 3. Analyst queries",
         "",
-        "The starter dashboard's questions (the SQL of `scripts/provision_metabase.py`) on the",
+        "The starter dashboard's questions (the SQL of `ingest/metabase/dashboard.py`) on the",
         "marts, beside the same answers from one unkeyed, unindexed table of every snapshot",
         "(`bench_baseline.asset_snapshots`, typed columns, as the replaced pipeline kept them).",
         "Median milliseconds over the runs after a warm-up run (up to "

@@ -1,4 +1,4 @@
-"""A local HTTP fake of the Metabase REST API endpoints that scripts/provision_metabase.py calls.
+"""A local HTTP fake of the Metabase REST API endpoints that `coincap-elt metabase` calls.
 
 Shaped after Metabase's API documentation (https://www.metabase.com/docs/latest/api) for the
 version the compose file pins (v0.56): JSON bodies, a session id sent back as the

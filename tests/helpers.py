@@ -6,7 +6,6 @@ cycle is `scripts/run_pipeline.sh` run in a subprocess with an explicit environm
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -275,15 +274,3 @@ def daily_columns(wh: Warehouse) -> dict[str, str]:
         "close": one(r"close", "close"),
         "count": one(r"(observation|count)", "observation count"),
     }
-
-
-def load_provisioning() -> Any:
-    """scripts/provision_metabase.py as a module (its CARDS, DASHBOARD_NAME), not run."""
-    spec = importlib.util.spec_from_file_location(
-        "provision_metabase", REPO / "scripts" / "provision_metabase.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module

@@ -128,7 +128,7 @@ def test_health_order_volumes_and_grace(config):
     assert services["metabase-provision"]["depends_on"]["metabase"]["condition"] == (
         "service_healthy"
     )
-    assert services["metabase-provision"]["command"] == ["python", "scripts/provision_metabase.py"]
+    assert services["metabase-provision"]["command"] == ["coincap-elt", "metabase"]
 
     named = set(config["volumes"])
     assert {"warehouse-data", "dlt-data", "dbt-target", "dbt-docs"} <= named

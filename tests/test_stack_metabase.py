@@ -1,4 +1,4 @@
-"""Metabase as code: scripts/provision_metabase.py against a local fake of Metabase's REST API.
+"""Metabase as code: `coincap-elt metabase` against a local fake of Metabase's REST API.
 
 The fake (tests/fake_metabase.py) follows Metabase's API documentation; a real Metabase could not be
 run here. Its sync finds the marts as dbt declares them (the contract columns of the mart models);
@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 from fake_metabase import FakeMetabase, dimension_field
-from helpers import REPO, load_provisioning
+from helpers import REPO
 
-SCRIPT = REPO / "scripts" / "provision_metabase.py"
+from ingest.metabase.dashboard import CARDS, DASHBOARD_NAME
+
+COINCAP_ELT = Path(sys.executable).parent / "coincap-elt"
 READER_PASSWORD = "reader-secret-5d1e"
 ADMIN_PASSWORD = "admin-secret-Zq81x"
 
@@ -39,6 +41,8 @@ def provision_env(fake: FakeMetabase, **overrides: str) -> dict[str, str]:
         "METABASE_WAREHOUSE_USER": "metabase_reader",
         "METABASE_WAREHOUSE_PASSWORD": READER_PASSWORD,
         "METABASE_WAIT_SECONDS": "20",
+        # never a developer's .env from the repo root: each test sets exactly what it means
+        "COINCAP_ENV_FILE": os.devnull,
     }
     env.update(overrides)
     return env
@@ -46,7 +50,7 @@ def provision_env(fake: FakeMetabase, **overrides: str) -> dict[str, str]:
 
 def provision(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT)],
+        [str(COINCAP_ELT), "metabase"],
         env=env,
         capture_output=True,
         text=True,
@@ -106,7 +110,7 @@ def field(fake: FakeMetabase, table: str, column: str) -> dict:
 
 def test_first_run_creates_everything_and_second_run_changes_nothing(fake_metabase):
     fake = fake_metabase
-    fake.unhealthy_for = 3  # Metabase still starting: the script waits
+    fake.unhealthy_for = 3  # Metabase still starting: provisioning waits
     first = provision(provision_env(fake))
     assert first.returncode == 0, first.stdout + first.stderr
 
@@ -274,8 +278,27 @@ def test_missing_setting_fails_clearly(fake_metabase):
     del env["METABASE_WAREHOUSE_PASSWORD"]
     proc = provision(env)
     assert proc.returncode == 2
-    assert "METABASE_WAREHOUSE_PASSWORD not set" in proc.stderr
+    assert proc.stderr == (
+        "metabase: error: METABASE_WAREHOUSE_PASSWORD not set; set it in .env (see .env.example)\n"
+    )
     assert fake_metabase.requests == []
+
+
+def test_settings_come_from_the_env_file_too(fake_metabase, tmp_path):
+    """What the environment does not set, the `.env` file (COINCAP_ENV_FILE) does, as for every
+    other command; the environment wins."""
+    env = provision_env(fake_metabase, METABASE_WAIT_SECONDS="0")
+    del env["METABASE_WAREHOUSE_PASSWORD"]
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"METABASE_WAREHOUSE_PASSWORD={READER_PASSWORD}\nMETABASE_WAIT_SECONDS=oops\n"
+    )
+    env["COINCAP_ENV_FILE"] = str(env_file)
+    fake_metabase.unhealthy_for = 10_000
+    proc = provision(env)
+    # not "not set" (exit 2): the password came from the file, the wait from the environment
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "was not healthy after 0 s" in proc.stderr
 
 
 def test_wrong_admin_password_fails_clearly(fake_metabase):
@@ -321,9 +344,8 @@ def test_waits_for_the_marts_and_says_so_when_they_never_come(fake_metabase):
 def test_the_exposure_lists_every_mart_the_dashboard_reads():
     """dbt's exposure of the dashboard (lineage in the docs site) names exactly the marts its
     questions read."""
-    module = load_provisioning()
-    read = {table for card in module.CARDS for table in re.findall(r"marts\.(\w+)", card.sql)}
+    read = {table for card in CARDS for table in re.findall(r"marts\.(\w+)", card.sql)}
     exposures = yaml.safe_load((MARTS_DIR / "_marts__exposures.yml").read_text())["exposures"]
-    (dashboard,) = [e for e in exposures if e["label"] == module.DASHBOARD_NAME]
+    (dashboard,) = [e for e in exposures if e["label"] == DASHBOARD_NAME]
     declared = {re.fullmatch(r"ref\('(\w+)'\)", ref).group(1) for ref in dashboard["depends_on"]}
     assert declared == read

@@ -519,7 +519,7 @@ def test_metabase_provision_exits_0_and_a_second_run_changes_nothing(stack):
     ] == ["NONE"], info["Config"].get("Healthcheck")
     assert not (info["State"].get("Health") or {}).get("Status"), info["State"].get("Health")
     first = stack.logs("metabase-provision")
-    assert "provision_metabase: done:" in first
+    assert "metabase: done:" in first
     assert "laid out 10 cards and 2 filters" in first, first
     assert "updated the metadata of" in first, first  # dbt's descriptions and keys, in Metabase
     changes = stack.logs("metabase").count("fake-metabase: changed:")
@@ -530,7 +530,7 @@ def test_metabase_provision_exits_0_and_a_second_run_changes_nothing(stack):
     wait_for(
         "the second provisioning run",
         lambda: (
-            stack.logs("metabase-provision").count("provision_metabase: done:") == 2
+            stack.logs("metabase-provision").count("metabase: done:") == 2
             and stack.ps().get("metabase-provision", "").startswith("Exit")
         ),
         180,

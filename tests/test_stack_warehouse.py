@@ -18,6 +18,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -362,9 +363,10 @@ def dashboard(analyst_stack, postgres_server):
             "METABASE_WAREHOUSE_PASSWORD": reader_password,
             "METABASE_WAIT_SECONDS": "20",
             "METABASE_MARTS_WAIT_SECONDS": "30",
+            "COINCAP_ENV_FILE": os.devnull,  # never a developer's .env
         }
         proc = subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "provision_metabase.py")],
+            [str(Path(sys.executable).parent / "coincap-elt"), "metabase"],
             env=env,
             capture_output=True,
             text=True,

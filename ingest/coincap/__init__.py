@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 import dlt
@@ -245,7 +246,7 @@ def asset_history(
         else:
             seen[asset_id] = max(seen.get(asset_id, now), now)
             continue
-        windows = list(_windows(after, now))
+        windows = list(split_windows(after, now))
         if windows:
             plans.append((asset_id, now, windows, reason))
         else:  # COINCAP_BACKFILL_DAYS=0: nothing to fetch
@@ -253,62 +254,45 @@ def asset_history(
     _log_estimate(plans, max_requests)
 
     meter_before = (client.meter.requests, client.meter.credits)
+    windows = [
+        HistoryWindow(asset_id, start, end) for asset_id, _, ws, _ in plans for start, end in ws
+    ]
+    nows = {asset_id: now for asset_id, now, _, _ in plans}
+    reasons_by_asset = {asset_id: reason for asset_id, _, _, reason in plans}
     records: list[dict[str, Any]] = []
-    reasons: dict[str, list[str]] = {}
-    budget = max_requests
-    stopped = False  # a request failed after its retries: no more history this cycle
-    for asset_id, now, windows, reason in plans:
-        left_for_later = None  # why part of this asset's windows waits for a later cycle
-        for i, (start, end) in enumerate(windows):
-            record = {"asset_id": asset_id, "window_start": start, "window_end": end}
-            if stopped or budget == 0:
-                records.append({**record, "outcome": "deferred"})
-                left_for_later = left_for_later or "deferred to the next cycles"
-                continue
-            budget -= 1
-            credits_before = client.meter.credits
-            try:
-                body = client.get(
-                    f"/assets/{asset_id}/history",
-                    params={"interval": HISTORY_INTERVAL, "start": start, "end": end},
-                )
-                points = _history_rows(body, asset_id, start, end)
-            except CoinCapNotFoundError as exc:
+    left_for_later: dict[str, str] = {}  # why part of an asset's windows waits for a later cycle
+    for result in fetch_history(client, windows, max_requests):
+        window, asset_id = result.window, result.window.asset_id
+        records.append(result.record())
+        if result.outcome == "deferred":
+            left_for_later.setdefault(asset_id, "deferred to the next cycles")
+        elif result.outcome == "not_found":
+            if result.asked:
                 logger.warning(
                     "CoinCap has no history for %s (%s); its snapshots still load, and these "
                     "slots are known holes (marts.fct_asset_price_gaps), never asked again",
                     asset_id,
-                    exc.text or "HTTP 400/404",
+                    result.detail,
                 )
-                spent = client.meter.credits - credits_before
-                records.append({**record, "outcome": "not_found", "coincap_credits": spent})
-                records += [
-                    {**record, "window_start": s, "window_end": e, "outcome": "not_found"}
-                    for s, e in windows[i + 1 :]
-                ]
-                seen[asset_id] = asked[asset_id] = now
-                reason = "no history at CoinCap"
-                break
-            except (CoinCapUnavailableError, CoinCapResponseError) as exc:
-                # CoinCap is failing: asking more would cost another whole retry budget (up to
-                # 90 s each) and could run into the next cycle. This window's marks stay put.
-                logger.warning(
-                    "history for %s not fetched this cycle, nor for the assets after it that "
-                    "have a gap; the next cycle retries: %s",
-                    asset_id,
-                    exc,
-                )
-                spent = client.meter.credits - credits_before
-                records.append({**record, "outcome": "failed", "coincap_credits": spent})
-                stopped, left_for_later = True, "failed, asked again next cycle"
-                continue
-            yield dlt.mark.with_hints(points, HISTORY_HINTS, create_table_variant=True)
-            spent = client.meter.credits - credits_before
-            records.append(
-                {**record, "outcome": "fetched", "points": len(points), "coincap_credits": spent}
+            seen[asset_id] = asked[asset_id] = nows[asset_id]
+            reasons_by_asset[asset_id] = "no history at CoinCap"
+        elif result.outcome == "failed":
+            # CoinCap is failing: asking more would cost another whole retry budget (up to
+            # 90 s each) and could run into the next cycle. This window's marks stay put.
+            logger.warning(
+                "history for %s not fetched this cycle, nor for the assets after it that "
+                "have a gap; the next cycle retries: %s",
+                asset_id,
+                result.detail,
             )
-            seen[asset_id] = asked[asset_id] = end
-        reasons.setdefault(left_for_later or reason, []).append(asset_id)
+            left_for_later[asset_id] = "failed, asked again next cycle"
+        else:
+            yield dlt.mark.with_hints(result.points, HISTORY_HINTS, create_table_variant=True)
+            seen[asset_id] = asked[asset_id] = window.end
+    reasons: dict[str, list[str]] = {}
+    for asset_id, _, _, _ in plans:
+        reason = left_for_later.get(asset_id) or reasons_by_asset[asset_id]
+        reasons.setdefault(reason, []).append(asset_id)
 
     if records:
         timestamp = snapshot[0][TIMESTAMP_FIELD] if snapshot else 0
@@ -324,6 +308,85 @@ def asset_history(
         client.meter.credits - meter_before[1],
         why or "no gaps",
     )
+
+
+@dataclass(frozen=True)
+class HistoryWindow:
+    """One history request: an asset's 5-minute points from `start` to `end` (ms, inclusive)."""
+
+    asset_id: str
+    start: int
+    end: int
+
+
+@dataclass
+class HistoryResult:
+    """What became of one window. outcome: fetched | not_found (CoinCap answered 400/404: a
+    known hole, never asked again) | failed (no usable answer after the retries) | deferred (over
+    the request budget, or not asked after a failure)."""
+
+    window: HistoryWindow
+    outcome: str
+    points: list[dict[str, Any]] = field(default_factory=list)
+    credits: int | None = None  # what its request cost; None when none was sent
+    detail: str = ""  # why it was not fetched, one line
+
+    @property
+    def asked(self) -> bool:
+        return self.credits is not None
+
+    def record(self) -> dict[str, Any]:
+        """Its row of raw.asset_history_requests (without the timestamp)."""
+        window = self.window
+        row: dict[str, Any] = {
+            "asset_id": window.asset_id,
+            "window_start": window.start,
+            "window_end": window.end,
+            "outcome": self.outcome,
+        }
+        if self.outcome == "fetched":
+            row["points"] = len(self.points)
+        if self.asked:
+            row["coincap_credits"] = self.credits
+        return row
+
+
+def fetch_history(
+    client: CoinCapClient, windows: Sequence[HistoryWindow], max_requests: int
+) -> Iterator[HistoryResult]:
+    """The one history fetch, the cycle's and the backfill's: each window in the order given, one
+    request each, at most `max_requests` requests. After a 400/404 for an asset its later windows
+    are not asked (`not_found`); after a request that fails its retries, nothing more is asked
+    (`deferred`: one retry budget per run, not one per asset). Other CoinCap errors (a refused
+    key, an exhausted quota) are raised."""
+    budget, stopped, no_history = max_requests, False, set()
+    for window in windows:
+        if window.asset_id in no_history:
+            yield HistoryResult(window, "not_found", detail="no history at CoinCap")
+            continue
+        if stopped or budget <= 0:
+            yield HistoryResult(window, "deferred")
+            continue
+        budget -= 1
+        credits_before = client.meter.credits
+        try:
+            body = client.get(
+                f"/assets/{window.asset_id}/history",
+                params={"interval": HISTORY_INTERVAL, "start": window.start, "end": window.end},
+            )
+            points = _history_rows(body, window.asset_id, window.start, window.end)
+        except CoinCapNotFoundError as exc:
+            no_history.add(window.asset_id)
+            spent = client.meter.credits - credits_before
+            yield HistoryResult(window, "not_found", [], spent, exc.text or "HTTP 400/404")
+            continue
+        except (CoinCapUnavailableError, CoinCapResponseError) as exc:
+            stopped = True
+            yield HistoryResult(
+                window, "failed", [], client.meter.credits - credits_before, str(exc)
+            )
+            continue
+        yield HistoryResult(window, "fetched", points, client.meter.credits - credits_before)
 
 
 def _mark(seen: int | None, asked: int | None, series_end: int | None) -> int | None:
@@ -396,7 +459,7 @@ def _slot(ms: int) -> int:
     return ms - ms % HISTORY_INTERVAL_MS
 
 
-def _windows(after: int, until: int) -> Iterator[tuple[int, int]]:
+def split_windows(after: int, until: int) -> Iterator[tuple[int, int]]:
     """(after, until] as inclusive (start, end) windows of at most HISTORY_WINDOW_MS each."""
     while after < until:
         end = min(after + HISTORY_WINDOW_MS, until)
@@ -404,4 +467,13 @@ def _windows(after: int, until: int) -> Iterator[tuple[int, int]]:
         after = end
 
 
-__all__ = ["coincap", "CoinCapClient", "CoinCapError"]
+__all__ = [
+    "coincap",
+    "fetch_history",
+    "split_windows",
+    "estimate_history_credits",
+    "HistoryWindow",
+    "HistoryResult",
+    "CoinCapClient",
+    "CoinCapError",
+]
