@@ -1,12 +1,13 @@
 # The README's commands. `make run` runs one cycle on the embedded DuckDB warehouse;
-# `make test` runs the whole test suite (no CoinCap key needed: CoinCap is faked locally).
+# `make test` runs the whole test suite (no CoinCap key needed: CoinCap is faked locally);
+# `make docs` serves the dbt docs site of that warehouse.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test quick drills bench lint check-key
+.PHONY: help install run test quick drills bench lint check-key docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,8 +30,13 @@ check-key:
 run: check-key install ## one cycle (ingest + dbt build) into the warehouse, DuckDB by default
 	scripts/run_pipeline.sh
 
+# The dbt docs site of the warehouse `make run` filled (WAREHOUSE picks the target, as in a cycle;
+# .env is read too): scripts/docs_site.sh runs `dbt docs generate`, then `dbt docs serve`.
+docs: install ## build the dbt docs site for the local warehouse and serve it on http://localhost:8080
+	DBT=$(VENV)/bin/dbt scripts/docs_site.sh
+
 # Two workers, one test file each at a time: the drills (tests/drills, which rewrite
-# RELIABILITY.md) run beside the rest. Most of a test's time is a cycle's subprocesses.
+# docs/reliability.md) run beside the rest. Most of a test's time is a cycle's subprocesses.
 TEST_WORKERS ?= 2
 
 test: install ## the whole test suite, failure drills included (starts its own PostgreSQL unless POSTGRES_HOST is set)
@@ -42,10 +48,10 @@ test: install ## the whole test suite, failure drills included (starts its own P
 quick: install ## the fast tests only (no drills, slow or stack tests): under 3 minutes
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist load -m 'not slow and not drill and not stack'
 
-drills: install ## the failure drills alone; they rewrite RELIABILITY.md
+drills: install ## the failure drills alone; they rewrite docs/reliability.md's results table
 	$(PY) -m pytest -m drill tests/drills
 
-bench: install ## the benchmarks (about 50 minutes); they rewrite BENCHMARKS.md's generated block
+bench: install ## the benchmarks (about 50 minutes); they rewrite docs/benchmarks.md's generated block
 	$(PY) scripts/bench.py
 
 lint: install ## ruff, shellcheck and sqlfluff (the dbt project's SQL, on DuckDB and PostgreSQL)

@@ -1,4 +1,14 @@
-"""CoinCap ELT ingest step: a dlt pipeline that loads CoinCap v3 figures into the `raw` schema.
+"""CoinCap ELT: the pipeline's Python package.
 
-Run it with `python -m ingest`; `scripts/run_pipeline.sh` runs it and then `dbt build`.
+It holds:
+
+- the dlt source for CoinCap v3 (`ingest/coincap/`: the source, its HTTP client and constants),
+  which loads CoinCap's figures into the `raw` schema;
+- the cycle (`ingest/cycle.py`): the lock, the ingest, `dbt build` and source freshness, the
+  cycle's row in the run log and the alerts, in one process;
+- the operator's command line `coincap-elt` (`ingest/cli.py`): `run`, `backfill`, `status`,
+  `doctor` and `metabase`.
+
+`scripts/run_pipeline.sh` (what cron runs) is `coincap-elt run`; `python -m ingest` runs the
+ingest step alone.
 """

@@ -176,7 +176,7 @@ def _credits_this_month(settings: Settings, pipeline: Any, row: dict[str, Any]) 
             f"CoinCap credits: {used:,} used this month, about {projected:,} projected by month "
             f"end, over the plan's {allowance:,} (COINCAP_MONTHLY_CREDITS); slow the schedule "
             "(PIPELINE_SCHEDULE), track fewer assets or upgrade the plan before CoinCap stops "
-            "answering (see the README's credits table)"
+            "answering (see docs/operations.md, credits)"
         )
         logger.warning("%s", message)
         notify_once(settings, "credits", month.month, message)

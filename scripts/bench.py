@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmarks of the CoinCap ELT stack (GitHub issue 6): one command, writes BENCHMARKS.md.
+"""Benchmarks of the CoinCap ELT stack (GitHub issue 6): one command, writes docs/benchmarks.md.
 
     .venv/bin/python scripts/bench.py            # the full run (about 30-40 minutes here)
     .venv/bin/python scripts/bench.py --tiny     # a tiny run (CI, tests/test_bench.py)
@@ -21,7 +21,7 @@ What is measured goes through the project's own code; what is only set-up is don
 real cycle (which sets dlt's history mark), then the older history and snapshots are inserted
 straight into `raw` with SQL, and one `dbt run` builds the marts from them.
 
-BENCHMARKS.md keeps everything outside its generated block (between the `bench:begin` and
+docs/benchmarks.md keeps everything outside its generated block (between the `bench:begin` and
 `bench:end` markers): the notes and the before/after records are written by hand.
 """
 
@@ -959,7 +959,7 @@ def render_before(cycles: list[dict[str, Any]]) -> list[str]:
 HEADER = """# Benchmarks
 
 How the pipeline's cost grows with history, how fast a backfill loads, and how quickly the
-dashboard's questions are answered. Reproduce with one command (README, "Benchmarks"):
+dashboard's questions are answered. Reproduce with one command (`make bench`):
 
 ```bash
 .venv/bin/python scripts/bench.py          # full size; --tiny for a quick check
@@ -987,8 +987,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=REPO / "BENCHMARKS.md",
-        help="the report to write (default: BENCHMARKS.md)",
+        default=REPO / "docs" / "benchmarks.md",
+        help="the report to write (default: docs/benchmarks.md)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")

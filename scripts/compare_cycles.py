@@ -1,6 +1,6 @@
 """Steady-state cycles of two checkouts of this project, interleaved in one run: wall time and peak
 memory of `scripts/run_pipeline.sh` on both engines, so a change's cost is a ratio measured on
-the same machine at the same moment (BENCHMARKS.md, "before and after").
+the same machine at the same moment (docs/benchmarks.md, "before and after").
 
     .venv/bin/python scripts/compare_cycles.py --before ../old-checkout [--runs 7]
 

@@ -1,6 +1,6 @@
 """A local HTTP fake of the CoinCap v3 REST API, for the tests.
 
-It speaks the shapes described in ../shared/COINCAP.md: every number is a string, some fields are
+It speaks the shapes described in docs/coincap-api.md: every number is a string, some fields are
 null, errors are JSON ``{"error": "..."}``, and every request must carry
 ``Authorization: Bearer <key>`` (or ``apiKey=<key>`` in the query string, which v3 also accepts)
 or it is answered 401.
@@ -15,7 +15,7 @@ or it is answered 401.
         fake.delay = 0.5
         fake.requests               # every request seen: method, path, query, headers, at, status
 
-Recorded reality (../shared/COINCAP.md), for the tests of credits and odd answers:
+Recorded reality (docs/coincap-api.md), for the tests of credits and odd answers:
 
     fake = FakeCoinCap(api_key=..., recorded_style=True)
         # numbers as recorded v3 answers print them: "80399.570000000006984919" (18 decimals of
@@ -81,7 +81,7 @@ INTERVALS_MS = {
     "d1": 86_400_000,
 }
 
-# The original pipeline's ten assets (DESIGN.md defaults) ...
+# The original pipeline's ten assets (COINCAP_ASSET_IDS' default) ...
 DEFAULT_ASSET_IDS = [
     "bitcoin",
     "ethereum",
@@ -171,7 +171,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
 
 ALL_DEFAULT_IDS = [a["id"] for a in DEFAULT_ASSETS]
 
-# What recorded v3 answers look like (../shared/COINCAP.md): numbers printed from 64-bit floats,
+# What recorded v3 answers look like (docs/coincap-api.md): numbers printed from 64-bit floats,
 # these fields with 18 decimal places ("80399.570000000006984919" is exactly a float) ...
 FLOAT_18_FIELDS = ("supply", "maxSupply", "marketCapUsd", "volumeUsd24Hr", "priceUsd")
 # ... and these in the shortest form that reads back as the same float ("88305.90262468117",
@@ -473,7 +473,7 @@ class FakeCoinCap:
 
     def credits_billed(self) -> int:
         """What CoinCap would bill for the requests seen (since reset_requests()): 1 credit per
-        answered request plus 1 per 2,500 bytes of its answer (../shared/COINCAP.md)."""
+        answered request plus 1 per 2,500 bytes of its answer (docs/coincap-api.md)."""
         with self._lock:
             return sum(credits_for_bytes(r.response_bytes) for r in self.requests if r.status)
 

@@ -21,10 +21,10 @@ RUN_PIPELINE = REPO / "scripts" / "run_pipeline.sh"
 ENGINES = ["duckdb", "postgres"]
 API_KEY = "test-coincap-key-7f3a9c"  # what the fake CoinCap accepts
 
-# The three marts of DESIGN.md
+# Three of the marts, the tests look for rows in them (docs/contract.md lists every mart)
 MARTS = ["fct_asset_prices", "dim_assets", "fct_asset_prices_daily"]
 
-# Headless Chromium as these machines run it (../shared/ENVIRONMENT.md), for the docs-site tests
+# Headless Chromium as these machines run it (docs/environment.md), for the docs-site tests
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
-# fct_asset_prices' contract columns (DESIGN.md): what the docs site must show
+# fct_asset_prices' contract columns (docs/contract.md): what the docs site must show
 FCT_COLUMNS = [
     "asset_id",
     "symbol",

@@ -43,10 +43,10 @@ BASE_TAG = "docker.io/library/debian:bookworm-slim"
 KEY_LABEL = "coincap.standin.key"
 SOCKET = Path("/run/podman/podman.sock")
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
-# ENVIRONMENT.md: no CAP_SYS_RESOURCE here (podman's default ulimits cannot be set), and crun
+# docs/environment.md: no CAP_SYS_RESOURCE here (podman's default ulimits cannot be set), and crun
 # rejects this host's hybrid cgroups
 CONTAINERS_CONF_TEXT = """\
-# written by the CoinCap ELT stack test (tests/stack_images.py); see ENVIRONMENT.md
+# written by the CoinCap ELT stack test (tests/stack_images.py); see docs/environment.md
 [containers]
 default_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]
 
@@ -138,7 +138,7 @@ def host_ca_certs() -> list[Path]:
 
 # --------------------------------------------------------------------------- podman
 def write_containers_conf() -> str | None:
-    """Podman's settings for this host (ENVIRONMENT.md). None when in place, else why not."""
+    """Podman's settings for this host (docs/environment.md). None when in place, else why not."""
     if not CONTAINERS_CONF.exists():
         CONTAINERS_CONF.parent.mkdir(parents=True, exist_ok=True)
         CONTAINERS_CONF.write_text(CONTAINERS_CONF_TEXT)

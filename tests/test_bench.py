@@ -1,7 +1,7 @@
 """The benchmark command (scripts/bench.py) runs end to end at its tiny size, so it cannot rot.
 
 No timing is asserted: the machine is shared and noisy. The test checks that one command writes
-BENCHMARKS.md with the machine and the three tables, with a row for every scenario and numbers
+docs/benchmarks.md with the machine and the three tables, with a row for every scenario and numbers
 that are there and above zero.
 """
 
@@ -23,7 +23,7 @@ BENCH = REPO / "scripts" / "bench.py"
 
 @pytest.mark.slow
 def test_tiny_benchmark_writes_the_three_tables(postgres_server, tmp_path: Path) -> None:
-    out = tmp_path / "BENCHMARKS.md"
+    out = tmp_path / "benchmarks.md"
     out.write_text(
         "# Benchmarks\n\nNotes written by hand.\n\n<!-- bench:begin -->\nold\n"
         "<!-- bench:end -->\n\nMore notes.\n"

@@ -38,7 +38,7 @@ from helpers import (
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# CoinCap field -> mart column (DESIGN.md), for the exact decimals
+# CoinCap field -> mart column (docs/contract.md), for the exact decimals
 DECIMAL_COLUMNS = {
     "priceUsd": "price_usd",
     "marketCapUsd": "market_cap_usd",
@@ -94,7 +94,7 @@ class Stack:
         env = self.env(**overrides)
         result = run_cycle(env)
         self.results.append(result)
-        # DESIGN.md: the key is never logged, whatever happens
+        # docs/contract.md: the key is never logged, whatever happens
         for key in {self.fake.api_key, env.get("COINCAP_API_KEY") or self.fake.api_key}:
             assert key not in result.output, f"the API key appears in the log:\n{result.describe()}"
         return result

@@ -1,5 +1,5 @@
 {#-
-    PostgreSQL indexes that keep a cycle's cost flat as history grows (BENCHMARKS.md). DuckDB
+    PostgreSQL indexes that keep a cycle's cost flat as history grows (docs/benchmarks.md). DuckDB
     needs none: its per-block min/max skips old rows, and its indexes would only slow the loads.
 
     Each index is created once, with a fixed name and `if not exists`, so a warehouse built

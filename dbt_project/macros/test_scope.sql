@@ -1,6 +1,6 @@
 {#-
     Data tests of the growing tables check what a cycle adds, not the whole history, so a cycle
-    costs the same after a year as after a day (BENCHMARKS.md). Their `where` configs use these
+    costs the same after a year as after a day (docs/benchmarks.md). Their `where` configs use these
     placeholders, expanded here when the test runs:
 
       __new__(fct_asset_prices)   staging rows the mart has not taken in yet: load_id above the

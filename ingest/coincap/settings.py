@@ -47,7 +47,7 @@ HISTORY_TEXT_FIELDS = ("priceUsd", "date", "circulatingSupply")
 
 # Credits. CoinCap v3 bills by size: 1 credit per call plus 1 per 2,500 bytes of response (two
 # public summaries of the v3 docs agree, and one open-source pipeline budgets by payload size; see
-# ../shared/COINCAP.md). helpers.credits_for() is the one place this formula is applied.
+# docs/coincap-api.md). helpers.credits_for() is the one place this formula is applied.
 CREDITS_PER_CALL = 1
 BYTES_PER_CREDIT = 2500
 # Measured: a one-day m5 history window is about 42 KB (288 points, ~146 bytes each), about 18

@@ -1,8 +1,8 @@
-"""Fixtures of the failure drills, and the results table they write into RELIABILITY.md.
+"""Fixtures of the failure drills, and the results table they write into docs/reliability.md.
 
 Each drill records one row per engine (drill, engine, trials, rows lost, rows doubled, outcome,
 seconds, notes). At the end of the session the rows replace those with the same (drill, engine)
-in the table between the markers in RELIABILITY.md; rows of drills not run this time stay.
+in the table between the markers in docs/reliability.md; rows of drills not run this time stay.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from drillkit import Installation, machine, new_fake
 from helpers import ENGINES, REPO, make_warehouse
 
-RELIABILITY = REPO / "RELIABILITY.md"
+RELIABILITY = REPO / "docs" / "reliability.md"
 BEGIN = "<!-- drill-results:begin (written by tests/drills; do not edit by hand) -->"
 END = "<!-- drill-results:end -->"
 COLUMNS = ["drill", "engine", "trials", "rows lost", "rows doubled", "outcome", "seconds", "notes"]
@@ -31,7 +31,7 @@ COLUMNS = ["drill", "engine", "trials", "rows lost", "rows doubled", "outcome", 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "drill: a failure drill (tests/drills); writes RELIABILITY.md's results table"
+        "markers", "drill: a failure drill (tests/drills); writes docs/reliability.md's results"
     )
 
 

@@ -2,7 +2,7 @@
 
 Real DuckDB and PostgreSQL, the real `scripts/run_pipeline.sh`, only CoinCap faked (HTTP). Every
 drill counts rows of `marts.fct_asset_prices` against what the fake served (drillkit's ledger):
-zero lost, zero doubled. Each drill writes its row of RELIABILITY.md's results table.
+zero lost, zero doubled. Each drill writes its row of docs/reliability.md's results table.
 
 The drills on the shared `installation` (one per engine) run in file order on the same warehouse,
 dlt directory and lock, as one host meets one fault after another: five at once, values that are
@@ -182,7 +182,7 @@ def test_drill4b_coincap_slower_than_the_timeout(installation: Installation, dri
         row.notes.append(f"failed after {failed.seconds:.1f} s and {attempts} attempts")
         if inst.marts_state() != before:
             problems.append("the failed cycle changed the warehouse")
-        # README: 5 timeouts + waits of 1 + 2 + 4 + 8 s (5 s of slack), from the first request to
+        # bound: 5 timeouts + waits of 1 + 2 + 4 + 8 s (5 s of slack), from the first request to
         # the last one's timeout, on the fake's clock (the cycle's start-up depends on the load)
         span = retry_span(inst.fake.requests_to("/assets")) + DRILL_TIMEOUT_S
         bound = 5 * DRILL_TIMEOUT_S + 15 + 5
@@ -502,7 +502,7 @@ def test_drill2b_killed_between_dlt_completion_marker_and_package_move(
     between the last two leaves a completed package among the pending ones. This drill builds that
     state from the last cycle's package (moved back from `loaded/` to `normalized/`, its marker
     kept) and runs the next cycle: it must load the new snapshot and lose nothing. Until 0.3.0
-    that state wedged the pipeline for good (RELIABILITY.md, finding 2)."""
+    that state wedged the pipeline for good (docs/reliability.md, finding 2)."""
     inst = installation
     with drill_row(
         "2b. killed between dlt's completion marker and the package move", inst.engine
@@ -523,7 +523,7 @@ def test_drill2c_killed_after_the_warehouse_committed_a_job(installation: Instal
     runs the same jobs again. Built from the last cycle's package: back from `loaded/` to
     `normalized/`, its marker removed, its jobs moved from `completed_jobs/` to `new_jobs/`, its
     `_dlt_loads` row deleted. Until 0.3.0 PostgreSQL refused the re-run for good (a UNIQUE
-    constraint on `_dlt_id`, RELIABILITY.md finding 3); it must load, and double nothing."""
+    constraint on `_dlt_id`, docs/reliability.md finding 3); it must load, and double nothing."""
     inst = installation
     with drill_row(
         "2c. killed after the warehouse committed a job, before dlt filed it", inst.engine

@@ -96,7 +96,7 @@ history_points as (
     -- each slot's points by a range on the raw millisecond time (price_at is computed from it),
     -- in a lateral subquery that `offset 0` keeps PostgreSQL from merging into a plain join: it
     -- then looks each slot up through raw's (asset_id, time) index, where the plain join read all
-    -- of raw.asset_history (10 s instead of 0.15 s at 100 assets x 365 days, BENCHMARKS.md)
+    -- of raw.asset_history (10 s instead of 0.15 s at 100 assets x 365 days, docs/benchmarks.md)
     cross join lateral (
 
         select *

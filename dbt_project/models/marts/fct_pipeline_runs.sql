@@ -1,5 +1,5 @@
 {#- The project's name for a fact (fct_), published under the name the contract gives it:
-    marts.pipeline_runs (DESIGN.md), which dashboards and scripts already query. -#}
+    marts.pipeline_runs (docs/contract.md), which dashboards and scripts already query. -#}
 {{ config(materialized='view', alias='pipeline_runs') }}
 
 -- A view, so a cycle's row is visible as soon as the cycle wrote it, without another build.
