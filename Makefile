@@ -30,10 +30,10 @@ check-key:
 run: check-key install ## one cycle (ingest + dbt build) into the warehouse, DuckDB by default
 	scripts/run_pipeline.sh
 
-# The dbt docs site of the warehouse `make run` filled (WAREHOUSE picks the target, as in a cycle;
-# .env is read too): scripts/docs_site.sh runs `dbt docs generate`, then `dbt docs serve`.
+# The dbt docs site of the warehouse `make run` filled, with the cycle's configuration
+# (`coincap-elt docs`: dbt docs generate, then dbt docs serve).
 docs: install ## build the dbt docs site for the local warehouse and serve it on http://localhost:8080
-	DBT=$(VENV)/bin/dbt scripts/docs_site.sh
+	$(VENV)/bin/coincap-elt docs --port 8080
 
 # Two workers, one test file each at a time: the drills (tests/drills, which rewrite
 # docs/reliability.md) run beside the rest. Most of a test's time is a cycle's subprocesses.

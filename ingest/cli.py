@@ -5,6 +5,7 @@ coincap-elt backfill --days N          extend the 5-minute history further back
 coincap-elt status [--json]            the last cycles, freshness, holes, credits
 coincap-elt doctor [--check-key]       check the configuration without spending credits
 coincap-elt metabase                   set up Metabase: warehouse, dashboard, dbt's docs
+coincap-elt docs [--port 8080]         the dbt docs site of this warehouse, on localhost
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         "Exit 0 when everything is in place; 1 on a failure, 2 on a missing or invalid setting "
         "(one `error:` line on stderr saying what to do).",
     )
+    docs = commands.add_parser(
+        "docs",
+        help="build the dbt docs site of this warehouse and serve it on localhost",
+        description="`dbt docs generate` for the configured warehouse (under the cycle lock: it "
+        "waits for a running cycle), then `dbt docs serve` on http://localhost:PORT until "
+        "Ctrl-C. The warehouse must exist: run a cycle first. Exit 1 when it does not.",
+    )
+    docs.add_argument("--port", type=int, default=8080, help="the local port (default 8080)")
     args = parser.parse_args(argv)
     return run_command(args)
 
@@ -116,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        if args.command in ("run", "backfill"):  # cron's log: a timestamped line
+        if args.command in ("run", "backfill", "docs"):  # cron's log: a timestamped line
             logging.getLogger("coincap_elt").error("error: %s; nothing was run", exc)
         else:
             print(f"error: {exc}", file=sys.stderr)
@@ -134,6 +143,10 @@ def run_command(args: argparse.Namespace) -> int:
         from ingest.status import main as status_main
 
         return status_main(settings, as_json=args.json)
+    if args.command == "docs":
+        from ingest.transform import serve_docs
+
+        return serve_docs(settings, port=args.port)
     raise AssertionError(f"unknown command {args.command}")
 
 

@@ -82,6 +82,32 @@ def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOut
     return outcome
 
 
+def serve_docs(settings: Settings, port: int) -> int:
+    """`coincap-elt docs`: the dbt docs site of this warehouse on http://localhost:PORT until
+    Ctrl-C. `dbt docs generate` reads the warehouse's catalogue under the cycle lock (it waits for
+    a running cycle; a cron cycle starting meanwhile skips), then `dbt docs serve` serves it."""
+    from dbt.cli.main import dbtRunner
+
+    from ingest.cycle import cycle_lock
+
+    if not settings.warehouse.exists():
+        logger.info(
+            "error: no warehouse at %s (DUCKDB_PATH) yet; run a cycle first (make run), "
+            "then serve the docs",
+            settings.warehouse.duckdb_path,
+        )
+        return 1
+    args = project_args(settings.warehouse)
+    with cycle_lock(settings.run_dir, wait=True):
+        generated = dbtRunner(callbacks=[_relay]).invoke(["docs", "generate", *QUIET, *args])
+    if not generated.success:
+        logger.info("error: dbt docs generate failed (see the lines above)")
+        return 1
+    logger.info("the docs site: http://localhost:%d (Ctrl-C stops it)", port)
+    served = dbtRunner().invoke(["docs", "serve", "--port", str(port), "--no-browser", *args])
+    return 0 if served.success else 1
+
+
 def _relay(event: Any) -> None:
     """dbt's console lines, through this process's log (dbt's own stdout is off: QUIET)."""
     level, text = event.info.level, event.info.msg
