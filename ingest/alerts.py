@@ -59,11 +59,16 @@ def redact(text: str, limit: int = 500) -> str:
 def notify(settings: Settings, state: str, detail: str) -> None:
     """Announces `state` ("ok", "failed" or "stale"; `detail` says why) when it differs from the
     last one announced. Without ALERT_WEBHOOK_URL the state is only remembered."""
-    path = settings.run_dir / STATE_FILE
+    announce(settings.run_dir, settings.alert_webhook_url, settings.warehouse.engine, state, detail)
+
+
+def announce(run_dir: Path, url: str, warehouse: str, state: str, detail: str) -> None:
+    """`notify` for a run directory and webhook URL, also when the settings could not be read
+    (a cycle stopped by a wrong setting is a failed cycle to its operator)."""
+    path = run_dir / STATE_FILE
     previous = _read_state(path)
     if state == previous["state"]:
         return
-    url, warehouse = settings.alert_webhook_url, settings.warehouse.engine
     if url:
         text = _message(state, previous, detail, warehouse)
         if not _post(url, text):

@@ -104,8 +104,15 @@ def run_command(args: argparse.Namespace) -> int:
     """Reads the configuration once (the environment and `.env`) and hands it to the command."""
     import logging
 
-    from ingest.alerts import hide
-    from ingest.config import ConfigError, Settings, home_from, load_environment, secrets_from
+    from ingest.alerts import announce, hide
+    from ingest.config import (
+        ConfigError,
+        Settings,
+        alert_url_from,
+        home_from,
+        load_environment,
+        secrets_from,
+    )
     from ingest.logs import configure_logging
 
     configure_logging()
@@ -125,10 +132,14 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        if args.command in ("run", "backfill", "docs"):  # cron's log: a timestamped line
-            logging.getLogger("coincap_elt").error("error: %s; nothing was run", exc)
-        else:
+        if args.command not in ("run", "backfill", "docs"):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        logging.getLogger("run_pipeline").info("error: %s; nothing was run", exc)
+        if args.command == "run":  # a failed cycle to the operator: the alert, as for any other
+            env = dict(os.environ)
+            hide(secrets_from(env))
+            announce(run_dir, alert_url_from(env), "settings unread", "failed", f"Settings: {exc}")
         return 1
     hide(settings.secrets)
     if args.command == "run":

@@ -101,7 +101,7 @@ class Settings:
             ),
             monthly_credits=_whole_number(env, "COINCAP_MONTHLY_CREDITS", 0, "credits a month")
             or None,
-            alert_webhook_url=env.get("ALERT_WEBHOOK_URL", "").strip(),
+            alert_webhook_url=alert_url_from(env),
             home=home_from(env),
             docs_dir=_path_or_none(env, "DBT_DOCS_DIR"),
             dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
@@ -119,6 +119,11 @@ class Settings:
 
 # ------------------------------------------------------------------ the parts, one rule each
 # `coincap-elt doctor` checks each part on its own, so one wrong variable never hides another.
+def alert_url_from(env: Mapping[str, str]) -> str:
+    """ALERT_WEBHOOK_URL, empty when unset (no alerts)."""
+    return env.get("ALERT_WEBHOOK_URL", "").strip()
+
+
 def api_key_from(env: Mapping[str, str]) -> str:
     """COINCAP_API_KEY, empty when unset."""
     return env.get("COINCAP_API_KEY", "").strip()
