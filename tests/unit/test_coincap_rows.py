@@ -1,6 +1,7 @@
 """What of CoinCap's answers becomes raw rows, in-process: the assets asked for (_asset_rows), the
-history points inside the window asked for (_history_rows), and one history fetch's outcomes per
-window (fetch_history) with a stand-in client that answers from a list, not over HTTP."""
+history points inside the window asked for (_history_rows), one history fetch's outcomes per
+window (fetch_history) and the /assets request that drops ids CoinCap refuses (_get_assets), with
+a stand-in client that answers from a list, not over HTTP."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from ingest.coincap import (
     HistoryWindow,
     _asset_rows,
+    _get_assets,
     _history_rows,
     fetch_history,
 )
@@ -286,3 +288,44 @@ def test_a_refused_key_is_raised_not_recorded() -> None:
     client = StandInClient(CoinCapAuthError("CoinCap refused the API key (HTTP 401)"))
     with pytest.raises(CoinCapAuthError):
         list(fetch_history(client, windows("a"), max_requests=10))
+
+
+# --------------------------------------------------------------------------- _get_assets
+def test_assets_are_asked_for_in_one_request() -> None:
+    body = {"data": [asset("bitcoin")], "timestamp": TS}
+    client = StandInClient(body, cost=2)
+    assert _get_assets(client, ("bitcoin", "ethereum")) == body
+    assert client.asked == [("/assets", {"ids": "bitcoin,ethereum"})]
+
+
+def test_ids_coincap_refuses_by_name_are_dropped_and_the_rest_asked_once_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = {"data": [asset("bitcoin")], "timestamp": TS}
+    refused = CoinCapNotFoundError("HTTP 400", "unknown asset ids: polygon, fantom")
+    client = StandInClient(refused, body)
+    assert _get_assets(client, ("bitcoin", "polygon", "fantom", "polygon-ecosystem-token")) == body
+    assert client.asked[1] == ("/assets", {"ids": "bitcoin,polygon-ecosystem-token"})
+    assert (
+        "CoinCap refused the request because of polygon, fantom (unknown asset ids: polygon, "
+        "fantom); asking once more for the others" in caplog.text
+    )
+
+
+def test_an_id_is_only_named_as_a_whole_word() -> None:
+    # "polygon-ecosystem-token" in CoinCap's text does not name "polygon"
+    refused = CoinCapNotFoundError("HTTP 404", "unknown asset: polygon-ecosystem-token")
+    client = StandInClient(refused, {"data": [], "timestamp": TS})
+    _get_assets(client, ("polygon", "polygon-ecosystem-token"))
+    assert client.asked[1] == ("/assets", {"ids": "polygon"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "bad request", "unknown asset ids: bitcoin, ethereum"],  # none named, or all of them
+)
+def test_a_refusal_naming_none_or_all_of_the_ids_is_raised(text: str) -> None:
+    client = StandInClient(CoinCapNotFoundError("HTTP 400", text))
+    with pytest.raises(CoinCapNotFoundError):
+        _get_assets(client, ("bitcoin", "ethereum"))
+    assert len(client.asked) == 1
