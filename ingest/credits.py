@@ -57,7 +57,8 @@ def month_credits(now: datetime, runs: Iterable[tuple[datetime, int | None]]) ->
         per_cycle = statistics.median(spent for _, spent in recent)
         cycles_per_hour = (len(recent) - 1) / span_h
         hours_left = (next_month - now).total_seconds() / 3600
-        projected = int(used + per_cycle * cycles_per_hour * hours_left)
+        # rounded, not truncated: float error must not lose a credit (12,099.999 is 12,100)
+        projected = round(used + per_cycle * cycles_per_hour * hours_left)
     return MonthCredits(now.strftime("%Y-%m"), used, projected, len(recent) >= 2)
 
 

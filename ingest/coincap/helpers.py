@@ -305,6 +305,8 @@ def _reason(response: Response) -> str:
         error = json.loads(response.content).get("error")
     except (ValueError, AttributeError):
         return ""
+    if error is None:
+        return ""
     text = " ".join(_UNSTORABLE.sub("", str(error)).split())
     return f": {text[:120]}" if text else ""
 

@@ -151,12 +151,6 @@ def test_coincaps_error_text_is_one_short_line(body: str, reason: str) -> None:
     assert _reason(response(404, body)) == reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='_reason turns a JSON body without an `error` (or with `"error": null`) into '
-    "': None': the message then reads 'HTTP 404: None', and CoinCapNotFoundError.text is 'None', "
-    "so fetch_history records 'None' instead of its 'HTTP 400/404' fallback",
-)
 @pytest.mark.parametrize("body", ["{}", '{"error": null}', '{"message": "Not Found"}'])
 def test_an_answer_without_an_error_text_gives_no_reason(body: str) -> None:
     assert _reason(response(404, body)) == ""

@@ -80,11 +80,6 @@ def test_early_in_a_month_the_pace_reaches_into_the_previous_one() -> None:
     assert month_credits(now, runs) == MonthCredits("2026-06", 120, 21540, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="month_credits truncates a float with int(): 100 credits x 1/6 cycle an hour x 714 h "
-    "is exactly 11,900 but comes out as 11899.999..., so the projection is 12,099, not 12,100",
-)
 def test_an_exact_projection_is_not_rounded_down_by_float_error() -> None:
     now = at("2026-06-01 06:00")
     runs = [
