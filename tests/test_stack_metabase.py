@@ -82,9 +82,9 @@ def marts_catalog() -> dict[str, dict[str, list[tuple[str, str]]]]:
     """What Metabase's sync finds in `marts`: every mart model (under its alias) with its
     contract columns."""
     tables = {}
-    for yml in sorted(MARTS_DIR.glob("_marts__*.yml")):
+    for yml in sorted(MARTS_DIR.rglob("_*.yml")):
         for model in (yaml.safe_load(yml.read_text()) or {}).get("models") or []:
-            sql = (MARTS_DIR / f"{model['name']}.sql").read_text()
+            sql = (yml.parent / f"{model['name']}.sql").read_text()
             alias = re.search(r"alias\s*=\s*'(\w+)'", sql)
             tables[alias.group(1) if alias else model["name"]] = [
                 (column["name"], re.sub(r"\(.*\)", "", column["data_type"]).strip())
@@ -345,7 +345,8 @@ def test_the_exposure_lists_every_mart_the_dashboard_reads():
     """dbt's exposure of the dashboard (lineage in the docs site) names exactly the marts its
     questions read."""
     read = {table for card in CARDS for table in re.findall(r"marts\.(\w+)", card.sql)}
-    exposures = yaml.safe_load((MARTS_DIR / "_marts__exposures.yml").read_text())["exposures"]
+    exposures_yml = MARTS_DIR / "analytics" / "_analytics__exposures.yml"
+    exposures = yaml.safe_load(exposures_yml.read_text())["exposures"]
     (dashboard,) = [e for e in exposures if e["label"] == DASHBOARD_NAME]
     declared = {re.fullmatch(r"ref\('(\w+)'\)", ref).group(1) for ref in dashboard["depends_on"]}
     assert declared == read

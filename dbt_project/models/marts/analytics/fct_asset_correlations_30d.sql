@@ -10,67 +10,22 @@
     Pairwise Pearson correlation of the one-day log returns (fct_asset_returns_daily) over the
     30 UTC days that end on the latest day there, both orders of every pair. A table rebuilt on
     every build from those 30 days only (at most 30 rows per asset), so it costs the same after
-    a year as after a month; it keeps no history (see the docs).
+    a year as after a month; it keeps no history (see the docs). The window's rows
+    (int_asset_returns_windowed) and the pairs (int_asset_pairs_enumerated) are intermediate
+    models; this mart computes each pair's statistics and keeps those with enough overlap.
 -#}
 
 with
 
-asset_returns as (
-
-    select * from {{ ref('fct_asset_returns_daily') }}
-
-),
-
-window_end as (
-
-    select max(price_date) as as_of_date
-
-    from asset_returns
-
-),
-
 window_rows as (
 
-    select
-        asset_returns.asset_id,
-        asset_returns.price_date,
-        asset_returns.days_since_previous_close,
-        cast(asset_returns.log_return as double precision) as log_return,
-        window_end.as_of_date,
-        cast(window_end.as_of_date - interval '29 days' as date) as window_start_date
-
-    from asset_returns
-
-    cross join window_end
-
-    where asset_returns.price_date >= cast(window_end.as_of_date - interval '29 days' as date)
-
-),
-
--- every asset with a day in the window, so a pair without overlapping days still has its row
-window_assets as (
-
-    select distinct
-        asset_id,
-        as_of_date,
-        window_start_date
-
-    from window_rows
+    select * from {{ ref('int_asset_returns_windowed') }}
 
 ),
 
 asset_pairs as (
 
-    select
-        window_assets.as_of_date,
-        window_assets.window_start_date,
-        window_assets.asset_id,
-        other_assets.asset_id as other_asset_id
-
-    from window_assets
-
-    inner join window_assets as other_assets
-        on window_assets.asset_id <> other_assets.asset_id
+    select * from {{ ref('int_asset_pairs_enumerated') }}
 
 ),
 
