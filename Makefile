@@ -55,7 +55,7 @@ bench: install ## the benchmarks (about 50 minutes); they rewrite docs/benchmark
 	$(PY) scripts/bench.py
 
 lint: install ## ruff, shellcheck and sqlfluff (the dbt project's SQL, on DuckDB and PostgreSQL)
-	$(VENV)/bin/ruff check ingest scripts tests
-	$(VENV)/bin/ruff format --check ingest scripts tests
+	$(VENV)/bin/ruff check ingest scripts tests devkit
+	$(VENV)/bin/ruff format --check ingest scripts tests devkit
 	$(VENV)/bin/shellcheck scripts/*.sh docker/*.sh docker/warehouse-init/*.sh .ci/run
 	PYTHON=$(PY) scripts/lint_sql.sh

@@ -4,9 +4,9 @@
     .venv/bin/python scripts/bench.py            # the full run (about 30-40 minutes here)
     .venv/bin/python scripts/bench.py --tiny     # a tiny run (CI, tests/test_bench.py)
 
-Against the fake CoinCap (tests/fake_coincap.py) and a throwaway PostgreSQL (the server that the
+Against the fake CoinCap (devkit/fake_coincap.py) and a throwaway PostgreSQL (the server that the
 POSTGRES_* variables name, as in the tests, else a cluster started here with
-tests/postgres_cluster.py), and an embedded DuckDB file where it applies, it measures:
+devkit/postgres_cluster.py), and an embedded DuckDB file where it applies, it measures:
 
 1. cycle cost vs history size: a steady-state cycle (ingest + `dbt build`, and the whole
    `scripts/run_pipeline.sh` as cron runs it) with 1, 30 and 365 days of 5-minute history in the
@@ -54,9 +54,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from fake_coincap import DEFAULT_ASSETS, FakeCoinCap  # noqa: E402
-from postgres_cluster import PostgresCluster  # noqa: E402
-
+from devkit.fake_coincap import DEFAULT_ASSETS, FakeCoinCap  # noqa: E402
+from devkit.postgres_cluster import PostgresCluster  # noqa: E402
 from ingest.coincap import _windows  # noqa: E402
 from ingest.metabase.dashboard import CARDS  # noqa: E402
 

@@ -24,10 +24,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from fake_coincap import DEFAULT_ASSET_IDS, FakeCoinCap  # noqa: E402
 from helpers import API_KEY, Warehouse, base_env  # noqa: E402
-from postgres_cluster import PostgresCluster  # noqa: E402
+
+from devkit.fake_coincap import DEFAULT_ASSET_IDS, FakeCoinCap  # noqa: E402
+from devkit.postgres_cluster import PostgresCluster  # noqa: E402
 
 
 def measure(checkout: Path, env: dict[str, str]) -> tuple[int, float, float]:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_coincap import FakeCoinCap, now_ms
 from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
+
+from devkit.fake_coincap import FakeCoinCap, now_ms
 
 # real cycles and dbt parses on both engines: `make test` runs them, the quick loop does not
 pytestmark = pytest.mark.slow

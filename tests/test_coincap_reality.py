@@ -1,7 +1,7 @@
 """CoinCap as it really is: credits, recorded-style numbers, quotas and hostile answers.
 
 Every cycle is the real `scripts/run_pipeline.sh` against a real DuckDB file or PostgreSQL
-database; CoinCap is the HTTP fake (tests/fake_coincap.py) serving recorded-style bodies
+database; CoinCap is the HTTP fake (devkit/fake_coincap.py) serving recorded-style bodies
 (18-decimal float strings, shortest-form vwap, byte counts so credits can be checked). One
 installation per engine runs the scenarios in order: every hostile answer is followed by a
 normal cycle, which must exit 0 and grow the marts. Assertions are on what a user sees: exit
@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fake_coincap import (
+from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
+
+from devkit.fake_coincap import (
     ALL_DEFAULT_IDS,
     DEFAULT_ASSETS,
     QUOTA_EXHAUSTED_BODY,
@@ -24,7 +26,6 @@ from fake_coincap import (
     Scripted,
     credits_for_bytes,
 )
-from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
 
 # dozens of real cycles on both engines: `make test` runs them, the quick loop does not
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """End to end: fake CoinCap v3 -> scripts/run_pipeline.sh -> the marts, on DuckDB and PostgreSQL.
 
 Every test runs the real script (ingest, then `dbt build`) against a real warehouse; only CoinCap
-is a fake, at the HTTP level (tests/fake_coincap.py). Assertions are on what a user sees: rows in
+is a fake, at the HTTP level (devkit/fake_coincap.py). Assertions are on what a user sees: rows in
 the marts, the exit status, and the lines of the cycle's log.
 
 Scenarios that only read are grouped on module-scoped warehouses (one per engine) so the file runs
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
 from helpers import (
     API_KEY,
     ENGINES,
@@ -35,6 +34,8 @@ from helpers import (
     make_warehouse,
     run_cycle,
 )
+
+from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

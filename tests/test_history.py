@@ -33,15 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_coincap import (
-    DAY_MS,
-    DEFAULT_ASSET_IDS,
-    FIVE_MINUTES_MS,
-    FakeCoinCap,
-    HistoryRequest,
-    Scripted,
-    now_ms,
-)
 from helpers import (
     API_KEY,
     ENGINES,
@@ -53,6 +44,16 @@ from helpers import (
     daily_columns,
     make_warehouse,
     run_cycle,
+)
+
+from devkit.fake_coincap import (
+    DAY_MS,
+    DEFAULT_ASSET_IDS,
+    FIVE_MINUTES_MS,
+    FakeCoinCap,
+    HistoryRequest,
+    Scripted,
+    now_ms,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

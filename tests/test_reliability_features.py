@@ -1,7 +1,7 @@
 """Values that are not numbers, the run log and the alerts, end to end on DuckDB and PostgreSQL.
 
 Every cycle is the real `scripts/run_pipeline.sh` (ingest, `dbt build`, `dbt source freshness`,
-the run log) against a real warehouse; CoinCap (tests/fake_coincap.py) and the Slack-compatible
+the run log) against a real warehouse; CoinCap (devkit/fake_coincap.py) and the Slack-compatible
 webhook (`WebhookReceiver` below) are local HTTP fakes. One scenario per engine, five cycles:
 
 1. CoinCap's clock two hours behind (stale) and a webhook that answers 500: the cycle exits 0 and
@@ -27,8 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
 from helpers import REPO, CycleResult, Warehouse, base_env, run_cycle
+
+from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
 
 sys.path.insert(0, str(REPO))
 from ingest.alerts import notify, redact  # noqa: E402

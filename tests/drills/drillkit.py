@@ -1,7 +1,7 @@
 """The failure drills' toolkit: an installation that meets faults, a ledger of what CoinCap served,
 and the counts that decide a drill (rows lost, rows doubled).
 
-Nothing is mocked but CoinCap (tests/fake_coincap.py, at the HTTP level): an installation is a
+Nothing is mocked but CoinCap (devkit/fake_coincap.py, at the HTTP level): an installation is a
 real DuckDB file or PostgreSQL database, its own dlt data directory, run directory (the lock) and
 dbt target directory (reused across cycles, so dbt's partial parse works as it does in
 production), and every cycle is the real `scripts/run_pipeline.sh`.
@@ -35,8 +35,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fake_coincap import DEFAULT_ASSET_IDS, FIVE_MINUTES_MS, FakeCoinCap, now_ms
 from helpers import API_KEY, REPO, RUN_PIPELINE, CycleResult, Warehouse, base_env, run_cycle
+
+from devkit.fake_coincap import DEFAULT_ASSET_IDS, FIVE_MINUTES_MS, FakeCoinCap, now_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GRID = FIVE_MINUTES_MS

@@ -681,7 +681,7 @@ class FakeCoinCap:
             pass  # the client gave up (timeout); nothing to answer
 
 
-if __name__ == "__main__":  # run it by hand: python tests/fake_coincap.py [API_KEY]
+if __name__ == "__main__":  # run it by hand: python devkit/fake_coincap.py [API_KEY]
     import sys
 
     with FakeCoinCap(api_key=sys.argv[1] if len(sys.argv) > 1 else "test-coincap-key") as f:

@@ -26,8 +26,8 @@ As a library::
 
 As a CLI (for .ci/run)::
 
-    eval "$(python tests/postgres_cluster.py start DIR)"    # prints export lines
-    python tests/postgres_cluster.py stop DIR
+    eval "$(python -m devkit.postgres_cluster start DIR)"    # prints export lines
+    python -m devkit.postgres_cluster stop DIR
 """
 
 from __future__ import annotations
