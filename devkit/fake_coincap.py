@@ -512,6 +512,10 @@ class FakeCoinCap:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
     def stop(self) -> None:
         self.release()
         if self._server is not None:
