@@ -106,9 +106,15 @@ class Warehouse:
             conn.close()
 
     def drop(self) -> None:
-        """The database dropped (PostgreSQL); a DuckDB file stays for a look after the fact."""
+        """The warehouse gone: the database dropped, or the DuckDB file (and its WAL) removed."""
         if self.engine == "postgres":
             self.admin(f'drop database if exists "{self.dbname}" with (force)')
+        else:
+            for path in (
+                self.duckdb_path,
+                self.duckdb_path.with_name(self.duckdb_path.name + ".wal"),
+            ):
+                path.unlink(missing_ok=True)
 
     # ---- reading
     def query(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple[Any, ...]]:
