@@ -294,7 +294,7 @@ class Installation:
         self.asset_ids = list(asset_ids) if asset_ids is not None else None
         self.settings = dict(settings or {})
         self.results: list[CycleResult] = []
-        self._owned: list[Any] = []  # what close() stops / drops
+        self.owned = False  # made by create(): close() stops the fake and drops the warehouse
 
     @classmethod
     def create(
@@ -311,23 +311,22 @@ class Installation:
         tmp.mkdir(parents=True, exist_ok=True)
         wh = Warehouse(engine, tmp, postgres if engine == "postgres" else None)
         try:
-            fake = fake or FakeCoinCap(api_key=API_KEY)
+            if fake is None:
+                fake = FakeCoinCap(api_key=API_KEY)
             if not fake.running:
                 fake.start()
             inst = cls(wh, fake, tmp, **kwargs)
         except BaseException:
             wh.drop()
             raise
-        inst._owned = [fake, wh]
+        inst.owned = True
         return inst
 
     def close(self) -> None:
-        for thing in self._owned:
-            if isinstance(thing, FakeCoinCap):
-                thing.stop()
-            else:
-                thing.drop()
-        self._owned = []
+        if self.owned:
+            self.owned = False
+            self.fake.stop()
+            self.warehouse.drop()
 
     def __enter__(self) -> Installation:
         return self
