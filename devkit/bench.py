@@ -852,7 +852,7 @@ How the pipeline's cost grows with history, how fast a backfill loads, and how q
 dashboard's questions are answered. Reproduce with one command (`make bench`):
 
 ```bash
-.venv/bin/python scripts/bench.py          # full size; --tiny for a quick check
+.venv/bin/python -m devkit.bench          # full size; --tiny for a quick check
 ```
 
 """
