@@ -52,10 +52,10 @@ drills: install ## the failure drills alone; they rewrite docs/reliability.md's 
 	$(PY) -m pytest -m drill tests/drills
 
 bench: install ## the benchmarks (about 50 minutes); they rewrite docs/benchmarks.md's generated block
-	$(PY) scripts/bench.py
+	$(PY) -m devkit.bench
 
 lint: install ## ruff, shellcheck and sqlfluff (the dbt project's SQL, on DuckDB and PostgreSQL)
-	$(VENV)/bin/ruff check ingest scripts tests
-	$(VENV)/bin/ruff format --check ingest scripts tests
+	$(VENV)/bin/ruff check ingest scripts tests devkit
+	$(VENV)/bin/ruff format --check ingest scripts tests devkit
 	$(VENV)/bin/shellcheck scripts/*.sh docker/*.sh docker/warehouse-init/*.sh .ci/run
 	PYTHON=$(PY) scripts/lint_sql.sh

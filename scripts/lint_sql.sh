@@ -4,7 +4,7 @@
 #   scripts/lint_sql.sh [PATH ...]     default: dbt_project; SQL_LINT_WAREHOUSES="duckdb postgres"
 # The dbt templater asks the warehouse whether an incremental model's table exists, so it needs
 # one: DuckDB in memory; PostgreSQL named by the POSTGRES_* variables when POSTGRES_HOST is set,
-# else a throwaway cluster (tests/postgres_cluster.py), stopped at the end.
+# else a throwaway cluster (devkit/postgres_cluster.py), stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,7 @@ if [[ $# -eq 0 ]]; then
 fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/coincap-sql-lint.XXXXXX")"
 pg_dir=""
-trap 'if [[ -n "$pg_dir" ]]; then "$python" tests/postgres_cluster.py destroy "$pg_dir" || true; fi
+trap 'if [[ -n "$pg_dir" ]]; then "$python" -m devkit.postgres_cluster destroy "$pg_dir" || true; fi
       rm -rf "$work"' EXIT
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false DBT_TARGET_PATH="$work/target" DBT_LOG_PATH="$work/logs"
@@ -29,7 +29,7 @@ for warehouse in ${SQL_LINT_WAREHOUSES:-duckdb postgres}; do
       if [[ -z "${POSTGRES_HOST:-}" ]]; then
         pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/coincap-sql-lint-pg.XXXXXX")"
         chmod 755 "$pg_dir"
-        eval "$("$python" tests/postgres_cluster.py start "$pg_dir")"
+        eval "$("$python" -m devkit.postgres_cluster start "$pg_dir")"
       fi
       ;;
     *)

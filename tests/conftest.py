@@ -1,8 +1,9 @@
 """Fixtures shared by the test suite: a real PostgreSQL server, fresh warehouses, a fake CoinCap.
 
 PostgreSQL: the server named by the POSTGRES_* variables when POSTGRES_HOST is set (CI can start
-one with `tests/postgres_cluster.py start DIR`), otherwise a throwaway cluster started here and
-removed at the end of the session. Every test gets its own database (and its own DuckDB file).
+one with `python -m devkit.postgres_cluster start DIR`), otherwise a throwaway cluster started
+here and removed at the end of the session. Every test gets its own database (and its own
+DuckDB file).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import pytest
 # the tests import their helpers as plain modules (tests/ has no __init__.py)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_coincap import FakeCoinCap  # noqa: E402
 from helpers import API_KEY, ENGINES, Warehouse, make_warehouse  # noqa: E402
-from postgres_cluster import PostgresCluster  # noqa: E402
+
+from devkit.fake_coincap import FakeCoinCap  # noqa: E402
+from devkit.postgres_cluster import PostgresCluster, server  # noqa: E402
 
 # The tests and everything they start must not try to reach telemetry endpoints (no network).
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
@@ -57,23 +59,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[dict[str, str]]:
     """POSTGRES_HOST/PORT/USER/PASSWORD/DB of a server where the tests may create databases."""
-    if os.environ.get("POSTGRES_HOST"):
-        yield {
-            "POSTGRES_HOST": os.environ["POSTGRES_HOST"],
-            "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
-            "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
-            "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
-            "POSTGRES_DB": os.environ.get("POSTGRES_DB", "postgres"),
-        }
-        return
-    # Directly under the system temp dir: as root the cluster runs as the `postgres` user, which
-    # must be able to reach its directory (pytest's tmp_path parents are private to root).
-    cluster = PostgresCluster(tempfile.mkdtemp(prefix="coincap-pg-"))
-    cluster.start()
-    try:
-        yield cluster.env()
-    finally:
-        cluster.destroy()
+    with server() as env:
+        yield env
 
 
 @pytest.fixture

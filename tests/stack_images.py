@@ -326,7 +326,7 @@ def ensure_standin(kind: str, tag: str, base_key: str, log) -> None:
     context_files = {p.name: p for p in (STANDINS / kind).iterdir() if p.is_file()}
     build_args = {}
     if kind == "metabase":
-        context_files["fake_metabase.py"] = REPO / "tests" / "fake_metabase.py"
+        context_files["fake_metabase.py"] = REPO / "devkit" / "fake_metabase.py"
     if kind == "python":
         build_args["WHEELHOUSE_URL"] = wheelhouse_url()
     key = sha(

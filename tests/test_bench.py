@@ -1,4 +1,5 @@
-"""The benchmark command (scripts/bench.py) runs end to end at its tiny size, so it cannot rot.
+"""The benchmark command (`python -m devkit.bench`) runs end to end at its tiny size, so it
+cannot rot.
 
 No timing is asserted: the machine is shared and noisy. The test checks that one command writes
 docs/benchmarks.md with the machine and the three tables, with a row for every scenario and numbers
@@ -18,8 +19,6 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-BENCH = REPO / "scripts" / "bench.py"
-
 
 @pytest.mark.slow
 def test_tiny_benchmark_writes_the_three_tables(postgres_server, tmp_path: Path) -> None:
@@ -34,11 +33,13 @@ def test_tiny_benchmark_writes_the_three_tables(postgres_server, tmp_path: Path)
         **postgres_server,
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "PYTHONPATH": str(REPO),  # devkit is not installed: run from any directory
     }
     proc = subprocess.run(
         [
             sys.executable,
-            str(BENCH),
+            "-m",
+            "devkit.bench",
             "--tiny",
             "--out",
             str(out),

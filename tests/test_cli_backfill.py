@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_coincap import QUOTA_EXHAUSTED_BODY, FakeCoinCap, Scripted
 from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle
+
+from devkit.fake_coincap import QUOTA_EXHAUSTED_BODY, FakeCoinCap, Scripted
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fake_coincap import FakeCoinCap
 from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle
-from postgres_cluster import free_port
+
+from devkit.fake_coincap import FakeCoinCap
+from devkit.postgres_cluster import free_port
 
 # dbt parses and real cycles on both engines: `make test` runs them, the quick loop does not
 pytestmark = pytest.mark.slow

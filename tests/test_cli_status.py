@@ -14,32 +14,24 @@ import json
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_coincap import FakeCoinCap, now_ms
-from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
+from helpers import ENGINES, CycleResult, Installation, base_env, coincap_elt, make_installation
+
+from devkit.fake_coincap import now_ms
 
 # real cycles and dbt parses on both engines: `make test` runs them, the quick loop does not
 pytestmark = pytest.mark.slow
 
-COINCAP_ELT = Path(sys.executable).parent / "coincap-elt"
 WRONG_KEY = "not-the-key-5e1d"
 
 
 def status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`coincap-elt status ARGS` as an operator runs it, from their home directory."""
-    return subprocess.run(
-        [str(COINCAP_ELT), "status", *args],
-        env=env,
-        cwd=env["HOME"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return coincap_elt(env, "status", *args)
 
 
 def status_json(env: dict[str, str]) -> dict[str, Any]:
@@ -64,32 +56,13 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@dataclass
-class Install:
-    warehouse: Warehouse
-    fake: FakeCoinCap
-    tmp: Path
-    results: list[CycleResult] = field(default_factory=list)
+class Install(Installation):
+    """An installation (devkit.installation) of the default assets, with its run log."""
 
-    def env(self, **overrides: str) -> dict[str, str]:
-        return {
-            **base_env(self.tmp),
-            **self.warehouse.env,
-            "COINCAP_API_KEY": API_KEY,
-            "COINCAP_BASE_URL": self.fake.base_url,
-            **overrides,
-        }
-
-    def cycle(self, **overrides: str) -> CycleResult:
+    def cycle(self, **overrides: str | None) -> CycleResult:
         """One cycle, with CoinCap's figures timed just now (a new, fresh observation)."""
         self.fake.now_ms = now_ms() - 3_000
-        result = run_cycle(self.env(**overrides))
-        self.results.append(result)
-        return result
-
-    @property
-    def run_dir(self) -> Path:
-        return self.tmp / "run"
+        return super().cycle(**overrides)
 
     def runs(self) -> list[tuple]:
         """The run log's rows, newest first, from the table every cycle appends to."""
@@ -117,23 +90,18 @@ class Install:
             writer = duckdb.connect(str(self.warehouse.duckdb_path))
             return writer.close
         name = self.warehouse.dbname
-        self.warehouse._admin_exec(f'alter database "{name}" with allow_connections false')
-        return lambda: self.warehouse._admin_exec(
-            f'alter database "{name}" with allow_connections true'
-        )
+        self.warehouse.admin(f'alter database "{name}" with allow_connections false')
+        return lambda: self.warehouse.admin(f'alter database "{name}" with allow_connections true')
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def install(request, tmp_path_factory):
     engine = request.param
-    tmp = tmp_path_factory.mktemp(f"status-{engine}")
-    wh = make_warehouse(engine, tmp, request)
-    fake = FakeCoinCap(api_key=API_KEY).start()
+    inst = make_installation(request, engine, tmp_path_factory.mktemp(f"status-{engine}"), Install)
     try:
-        yield Install(wh, fake, tmp)
+        yield inst
     finally:
-        fake.stop()
-        wh.drop()
+        inst.close()
 
 
 # --------------------------------------------------------------------------- in cycle order

@@ -1,7 +1,7 @@
 """CoinCap as it really is: credits, recorded-style numbers, quotas and hostile answers.
 
 Every cycle is the real `scripts/run_pipeline.sh` against a real DuckDB file or PostgreSQL
-database; CoinCap is the HTTP fake (tests/fake_coincap.py) serving recorded-style bodies
+database; CoinCap is the HTTP fake (devkit/fake_coincap.py) serving recorded-style bodies
 (18-decimal float strings, shortest-form vwap, byte counts so credits can be checked). One
 installation per engine runs the scenarios in order: every hostile answer is followed by a
 normal cycle, which must exit 0 and grow the marts. Assertions are on what a user sees: exit
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fake_coincap import (
+from helpers import API_KEY, ENGINES, CycleResult, Installation, Warehouse, make_installation
+
+from devkit.fake_coincap import (
     ALL_DEFAULT_IDS,
     DEFAULT_ASSETS,
     QUOTA_EXHAUSTED_BODY,
@@ -24,7 +25,6 @@ from fake_coincap import (
     Scripted,
     credits_for_bytes,
 )
-from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
 
 # dozens of real cycles on both engines: `make test` runs them, the quick loop does not
 pytestmark = pytest.mark.slow
@@ -33,30 +33,17 @@ DAY_MS = 24 * 3_600_000
 FIVE_MIN = 5 * 60_000
 
 
-@dataclass
-class Install:
-    warehouse: Warehouse
-    fake: FakeCoinCap
-    tmp: Path
-    results: list[CycleResult] = field(default_factory=list)
+class Install(Installation):
+    """An installation (devkit.installation) of every default asset."""
 
-    def cycle(self, advance: bool = True, **overrides: str) -> CycleResult:
+    def __init__(self, warehouse: Warehouse, fake: FakeCoinCap, tmp: Path):
+        super().__init__(warehouse, fake, tmp, asset_ids=ALL_DEFAULT_IDS)
+
+    def cycle(self, advance: bool = True, **overrides: str | None) -> CycleResult:
         """One cycle, CoinCap's clock first moved 5 minutes on (a new observation)."""
         if advance:
             self.fake.advance(FIVE_MIN)
-        self.fake.reset_requests()
-        env = {
-            **base_env(self.tmp),
-            **self.warehouse.env,
-            "COINCAP_API_KEY": API_KEY,
-            "COINCAP_BASE_URL": self.fake.base_url,
-            "COINCAP_ASSET_IDS": ",".join(ALL_DEFAULT_IDS),
-            **overrides,
-        }
-        result = run_cycle(env)
-        self.results.append(result)
-        assert API_KEY not in result.output
-        return result
+        return super().cycle(**overrides)
 
     def normal_cycle_grows_the_marts(self) -> CycleResult:
         """The fake back to normal answers; the next cycle must exit 0 and add observations."""
@@ -68,27 +55,22 @@ class Install:
         return result
 
     def count(self, table: str, where: str = "true") -> int:
-        return self.warehouse.query(f"select count(*) from {table} where {where}")[0][0]
-
-    @property
-    def run_dir(self) -> Path:
-        return self.tmp / "run"
+        return self.warehouse.count(table, where)
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def install(request, tmp_path_factory):
     engine = request.param
-    tmp = tmp_path_factory.mktemp(f"reality-{engine}")
-    wh = make_warehouse(engine, tmp, request)
-    fake = FakeCoinCap(api_key=API_KEY, recorded_style=True).start()
+    fake = FakeCoinCap(api_key=API_KEY, recorded_style=True)
     # CoinCap's clock 20 hours behind: room to move it on (about 15 hours in all) without ever
     # passing the machine's clock, and within the 24 hours the ingest allows
     fake.now_ms = fake.now_ms - 20 * 3_600_000
+    tmp = tmp_path_factory.mktemp(f"reality-{engine}")
+    inst = make_installation(request, engine, tmp, Install, fake=fake)
     try:
-        yield Install(wh, fake, tmp)
+        yield inst
     finally:
-        fake.stop()
-        wh.drop()
+        inst.close()
 
 
 def credits_logged(result: CycleResult) -> tuple[int, int]:

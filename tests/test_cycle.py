@@ -1,7 +1,7 @@
 """End to end: fake CoinCap v3 -> scripts/run_pipeline.sh -> the marts, on DuckDB and PostgreSQL.
 
 Every test runs the real script (ingest, then `dbt build`) against a real warehouse; only CoinCap
-is a fake, at the HTTP level (tests/fake_coincap.py). Assertions are on what a user sees: rows in
+is a fake, at the HTTP level (devkit/fake_coincap.py). Assertions are on what a user sees: rows in
 the marts, the exit status, and the lines of the cycle's log.
 
 Scenarios that only read are grouped on module-scoped warehouses (one per engine) so the file runs
@@ -15,26 +15,24 @@ import fcntl
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
 from helpers import (
     API_KEY,
     ENGINES,
     ISO_UTC_LINE,
     REPO,
-    CycleResult,
+    Installation,
     Warehouse,
-    base_env,
     daily_columns,
-    make_warehouse,
-    run_cycle,
+    make_installation,
 )
+
+from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -59,50 +57,14 @@ def observed_at(ts_ms: int) -> datetime:
 
 
 # --------------------------------------------------------------------------- the stack
-@dataclass
-class Stack:
-    """A warehouse, a fake CoinCap and the working directories of one installation."""
+class Stack(Installation):
+    """An installation (devkit.installation) of every default asset; `state()` is what a failed
+    cycle must leave exactly as it was."""
 
-    warehouse: Warehouse
-    fake: FakeCoinCap
-    tmp: Path
-    asset_ids: list[str] = field(default_factory=lambda: list(ALL_DEFAULT_IDS))
-    results: list[CycleResult] = field(default_factory=list)
     base_snapshot: tuple[list[dict], int] | None = None
 
-    @property
-    def lock_file(self) -> Path:
-        return self.tmp / "run" / "run_pipeline.lock"
-
-    def env(self, **overrides: str | None) -> dict[str, str]:
-        env = {
-            **base_env(self.tmp),
-            **self.warehouse.env,
-            "COINCAP_API_KEY": self.fake.api_key,
-            "COINCAP_BASE_URL": self.fake.base_url,
-            "COINCAP_ASSET_IDS": ",".join(self.asset_ids),
-        }
-        for key, value in overrides.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
-
-    def cycle(self, **overrides: str | None) -> CycleResult:
-        self.fake.reset_requests()
-        env = self.env(**overrides)
-        result = run_cycle(env)
-        self.results.append(result)
-        # docs/contract.md: the key is never logged, whatever happens
-        for key in {self.fake.api_key, env.get("COINCAP_API_KEY") or self.fake.api_key}:
-            assert key not in result.output, f"the API key appears in the log:\n{result.describe()}"
-        return result
-
-    def good_cycle(self, **overrides: str | None) -> CycleResult:
-        result = self.cycle(**overrides)
-        assert result.returncode == 0, result.describe()
-        return result
+    def __init__(self, warehouse: Warehouse, fake: FakeCoinCap, tmp: Path):
+        super().__init__(warehouse, fake, tmp, asset_ids=ALL_DEFAULT_IDS)
 
     def state(self) -> dict[str, Any]:
         """What a failed cycle must leave exactly as it was."""
@@ -136,12 +98,9 @@ def stack(warehouse: Warehouse, fake_coincap: FakeCoinCap, tmp_path: Path) -> St
     return Stack(warehouse, fake_coincap, tmp_path)
 
 
-def _module_stack(request, tmp_path_factory, name: str):
+def _module_stack(request, tmp_path_factory, name: str) -> Stack:
     engine = request.param
-    tmp = tmp_path_factory.mktemp(f"{name}-{engine}")
-    wh = make_warehouse(engine, tmp, request)
-    fake = FakeCoinCap(api_key=API_KEY).start()
-    return Stack(wh, fake, tmp)
+    return make_installation(request, engine, tmp_path_factory.mktemp(f"{name}-{engine}"), Stack)
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -173,8 +132,7 @@ def three_cycles(request, tmp_path_factory):
             "requests": requests_per_cycle,
         }
     finally:
-        stack.fake.stop()
-        stack.warehouse.drop()
+        stack.close()
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -187,8 +145,7 @@ def baseline_stack(request, tmp_path_factory):
         stack.good_cycle()
         yield stack
     finally:
-        stack.fake.stop()
-        stack.warehouse.drop()
+        stack.close()
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from fake_coincap import FakeCoinCap
 from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle
+
+from devkit.fake_coincap import FakeCoinCap
 
 
 def unit_tests_defined() -> set[str]:

@@ -26,14 +26,26 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_coincap import (
+from helpers import (
+    API_KEY,
+    ENGINES,
+    REPO,
+    RUN_PIPELINE,
+    CycleResult,
+    Installation,
+    Warehouse,
+    daily_columns,
+    make_installation,
+)
+
+from devkit.fake_coincap import (
     DAY_MS,
     DEFAULT_ASSET_IDS,
     FIVE_MINUTES_MS,
@@ -41,18 +53,6 @@ from fake_coincap import (
     HistoryRequest,
     Scripted,
     now_ms,
-)
-from helpers import (
-    API_KEY,
-    ENGINES,
-    REPO,
-    RUN_PIPELINE,
-    CycleResult,
-    Warehouse,
-    base_env,
-    daily_columns,
-    make_warehouse,
-    run_cycle,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -81,39 +81,13 @@ def coincap_start_time(behind_ms: int) -> int:
 
 
 # --------------------------------------------------------------------------- the stack
-@dataclass
-class Stack:
-    warehouse: Warehouse
-    fake: FakeCoinCap
-    tmp: Path
-    backfill_days: int
-    results: list[CycleResult] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        return {
-            **base_env(self.tmp),
-            **self.warehouse.env,
-            "COINCAP_API_KEY": self.fake.api_key,
-            "COINCAP_BASE_URL": self.fake.base_url,
-            "COINCAP_ASSET_IDS": ",".join(ASSETS),
-            "COINCAP_BACKFILL_DAYS": str(self.backfill_days),
-        }
-
-    def cycle(self) -> CycleResult:
-        self.fake.reset_requests()
-        result = run_cycle(self.env())
-        self.results.append(result)
-        return result
-
-    def stop(self) -> None:
-        self.fake.stop()
-        self.warehouse.drop()
-
-
-def new_stack(request, tmp: Path, engine: str, coincap_now: int, backfill_days: int) -> Stack:
-    wh = make_warehouse(engine, tmp, request)
+def new_stack(
+    request, tmp: Path, engine: str, coincap_now: int, backfill_days: int
+) -> Installation:
+    """An installation of the ten default assets, CoinCap's clock at `coincap_now`."""
     fake = FakeCoinCap(api_key=API_KEY, timestamp_ms=coincap_now, prices_follow_clock=True)
-    return Stack(wh, fake.start(), tmp, backfill_days)
+    settings = {"COINCAP_BACKFILL_DAYS": str(backfill_days)}
+    return make_installation(request, engine, tmp, fake=fake, asset_ids=ASSETS, settings=settings)
 
 
 # --------------------------------------------------------------------------- reading the marts
@@ -321,7 +295,7 @@ def week(request, tmp_path_factory):
             "machine_ms": now_ms(),
         }
     finally:
-        stack.stop()
+        stack.close()
 
 
 def require_ok(result: CycleResult) -> None:
@@ -478,7 +452,7 @@ def fresh(request, tmp_path):
     try:
         yield stack
     finally:
-        stack.stop()
+        stack.close()
 
 
 def test_429_and_500_in_the_middle_of_a_backfill_are_retried(fresh):
@@ -577,7 +551,7 @@ def test_history_down_during_a_gap_is_fetched_by_a_later_cycle(fresh):
     asks for bitcoin's whole hole, exactly (T0, T2], and the series ends complete and single."""
     if fresh.warehouse.engine != "duckdb":  # ingest behaviour, engine-independent: runtime budget
         pytest.skip("history-down recovery is checked on DuckDB only (runtime budget)")
-    fresh.backfill_days = 1
+    fresh.settings["COINCAP_BACKFILL_DAYS"] = "1"
     t0 = fresh.fake.now_ms
     require_ok(fresh.cycle())
 

@@ -17,8 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, now_ms
 from helpers import API_KEY, ENGINES, CycleResult, Warehouse, base_env, make_warehouse, run_cycle
+
+from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, now_ms
 
 # real cycles on both engines: `make test` runs them, the quick loop does not
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """Values that are not numbers, the run log and the alerts, end to end on DuckDB and PostgreSQL.
 
 Every cycle is the real `scripts/run_pipeline.sh` (ingest, `dbt build`, `dbt source freshness`,
-the run log) against a real warehouse; CoinCap (tests/fake_coincap.py) and the Slack-compatible
+the run log) against a real warehouse; CoinCap (devkit/fake_coincap.py) and the Slack-compatible
 webhook (`WebhookReceiver` below) are local HTTP fakes. One scenario per engine, five cycles:
 
 1. CoinCap's clock two hours behind (stale) and a webhook that answers 500: the cycle exits 0 and
@@ -19,19 +19,15 @@ and no alert, run log row or log line carries the API key, a password or the web
 from __future__ import annotations
 
 import json
-import sys
 import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
-from helpers import REPO, CycleResult, Warehouse, base_env, run_cycle
+from helpers import CycleResult, Installation, Warehouse
 
-sys.path.insert(0, str(REPO))
-from ingest.alerts import notify, redact  # noqa: E402
+from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
+from ingest.alerts import notify, redact
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOOK_SECRET = "hook-secret-4c1d9e"  # the secret part of a Slack webhook URL
@@ -109,28 +105,18 @@ def webhook():
 
 
 # --------------------------------------------------------------------------- one installation
-@dataclass
-class Install:
-    warehouse: Warehouse
-    fake: FakeCoinCap
-    webhook: WebhookReceiver
-    tmp: Path
-    results: list[CycleResult] = field(default_factory=list)
-    requests: list[int] = field(default_factory=list)
+class Install(Installation):
+    """An installation (devkit.installation) of every default asset whose alerts go to the
+    webhook receiver; `requests` counts CoinCap requests per cycle."""
 
-    def cycle(self, **overrides: str) -> CycleResult:
-        self.fake.reset_requests()
-        env = {
-            **base_env(self.tmp),
-            **self.warehouse.env,
-            "COINCAP_API_KEY": self.fake.api_key,
-            "COINCAP_BASE_URL": self.fake.base_url,
-            "COINCAP_ASSET_IDS": ",".join(ALL_DEFAULT_IDS),
-            "ALERT_WEBHOOK_URL": self.webhook.url,
-            **overrides,
-        }
-        result = run_cycle(env)
-        self.results.append(result)
+    def __init__(self, warehouse: Warehouse, fake: FakeCoinCap, webhook: WebhookReceiver, tmp):
+        settings = {"ALERT_WEBHOOK_URL": webhook.url}
+        super().__init__(warehouse, fake, tmp, asset_ids=ALL_DEFAULT_IDS, settings=settings)
+        self.webhook = webhook
+        self.requests: list[int] = []
+
+    def cycle(self, **overrides: str | None) -> CycleResult:
+        result = super().cycle(**overrides)
         self.requests.append(len(self.fake.requests))
         return result
 

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import pytest
 from croniter import croniter
-from fake_coincap import FakeCoinCap
 from helpers import API_KEY, ISO_UTC_LINE, REPO
 from system_tools import missing, require_tool
+
+from devkit.fake_coincap import FakeCoinCap
 
 CRONTAB = REPO / "crontab"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"

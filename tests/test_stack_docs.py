@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_coincap import FakeCoinCap
 from helpers import API_KEY, CHROMIUM_ARGS, FCT_COLUMNS, REPO, base_env, run_cycle
 from playwright.sync_api import sync_playwright
 from system_tools import require_tool
+
+from devkit.fake_coincap import FakeCoinCap
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 NGINX_CONF = REPO / "docker" / "docs-nginx.conf"

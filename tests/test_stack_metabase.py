@@ -1,8 +1,8 @@
 """Metabase as code: `coincap-elt metabase` against a local fake of Metabase's REST API.
 
-The fake (tests/fake_metabase.py) follows Metabase's API documentation; a real Metabase could not be
-run here. Its sync finds the marts as dbt declares them (the contract columns of the mart models);
-tests/test_stack_warehouse.py runs the dashboard against real marts in PostgreSQL.
+The fake (devkit/fake_metabase.py) follows Metabase's API documentation; a real Metabase could
+not be run here. Its sync finds the marts as dbt declares them (the contract columns of the mart
+models); tests/test_stack_warehouse.py runs the dashboard against real marts in PostgreSQL.
 
 First run: setup, the warehouse (read-only role, only `marts` visible), dbt's descriptions, keys
 and semantic types in Metabase's metadata, a collection, the questions with their field filters
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_metabase import FakeMetabase, dimension_field
 from helpers import REPO
 
+from devkit.fake_metabase import FakeMetabase, dimension_field
 from ingest.metabase.dashboard import CARDS, DASHBOARD_NAME
 
 COINCAP_ELT = Path(sys.executable).parent / "coincap-elt"

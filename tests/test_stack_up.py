@@ -1,8 +1,8 @@
 """The production stack, started for real: `docker-compose up -d --build` of the project's own
 docker-compose.yml and Dockerfile, unchanged, driven through podman's Docker-compatible API.
 
-Only three things are not the real ones: CoinCap (tests/fake_coincap.py, served on this host and
-reached from the containers as host.containers.internal), Metabase (tests/fake_metabase.py, in the
+Only three things are not the real ones: CoinCap (devkit/fake_coincap.py, served on this host and
+reached from the containers as host.containers.internal), Metabase (devkit/fake_metabase.py, in the
 Metabase stand-in image) and the registry images (python, postgres, nginx, metabase), stood in for
 by images built from a debootstrapped Debian bookworm (tests/stack_images.py, tests/standins/).
 
@@ -39,9 +39,10 @@ from pathlib import Path
 
 import pytest
 import stack_images
-from fake_coincap import FakeCoinCap
 from helpers import CHROMIUM_ARGS, FCT_COLUMNS, REPO
 from system_tools import in_ci, missing
+
+from devkit.fake_coincap import FakeCoinCap
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

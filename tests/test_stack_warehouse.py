@@ -23,10 +23,11 @@ from pathlib import Path
 import psycopg2
 import psycopg2.errors
 import pytest
-from fake_coincap import FakeCoinCap
-from fake_metabase import FakeMetabase
 from helpers import API_KEY, MARTS, REPO, base_env, run_cycle
-from postgres_cluster import find_bindir
+
+from devkit.fake_coincap import FakeCoinCap
+from devkit.fake_metabase import FakeMetabase
+from devkit.postgres_cluster import find_bindir
 
 INIT_SCRIPT = REPO / "docker" / "warehouse-init" / "10-coincap-roles.sh"
 STATEMENT_TIMEOUT = "2s"  # short, so the test can hit it

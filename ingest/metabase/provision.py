@@ -23,7 +23,7 @@ What it does, through Metabase's REST API (v0.56):
    filters (``{{asset}}``, ``{{date_range}}``), and a dashboard whose two filters, Asset (pick
    several) and Date range (default: the last 30 days and today), are wired to every question.
 
-Tested only against a local fake of the Metabase API (tests/fake_metabase.py), not a real Metabase.
+Tested only against a local fake of the Metabase API (devkit/fake_metabase.py), not a real Metabase.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from drillkit import Installation, machine, new_fake
-from helpers import ENGINES, REPO, make_warehouse
+from helpers import ENGINES, REPO, make_installation
 
 RELIABILITY = REPO / "docs" / "reliability.md"
 BEGIN = "<!-- drill-results:begin (written by tests/drills; do not edit by hand) -->"
@@ -155,11 +155,10 @@ def _new_installation(request: pytest.FixtureRequest, engine: str, name: str):
         cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
         if mounted:
             cleanup.callback(_umount, dlt_dir)
-        wh = make_warehouse(engine, tmp, request)
-        cleanup.callback(wh.drop)
-        fake = new_fake()
-        cleanup.callback(fake.stop)
-        inst = Installation(wh, fake, tmp, f"{name}-{engine}")
+        inst = make_installation(
+            request, engine, tmp, Installation, fake=new_fake(), name=f"{name}-{engine}"
+        )
+        cleanup.callback(inst.close)
         inst.overrides["DLT_DATA_DIR"] = str(dlt_dir)
         inst.dlt_mounted = mounted
         first = inst.cycle()

@@ -1,7 +1,7 @@
 """The failure drills' toolkit: an installation that meets faults, a ledger of what CoinCap served,
 and the counts that decide a drill (rows lost, rows doubled).
 
-Nothing is mocked but CoinCap (tests/fake_coincap.py, at the HTTP level): an installation is a
+Nothing is mocked but CoinCap (devkit/fake_coincap.py, at the HTTP level): an installation is a
 real DuckDB file or PostgreSQL database, its own dlt data directory, run directory (the lock) and
 dbt target directory (reused across cycles, so dbt's partial parse works as it does in
 production), and every cycle is the real `scripts/run_pipeline.sh`.
@@ -35,8 +35,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fake_coincap import DEFAULT_ASSET_IDS, FIVE_MINUTES_MS, FakeCoinCap, now_ms
-from helpers import API_KEY, REPO, RUN_PIPELINE, CycleResult, Warehouse, base_env, run_cycle
+from helpers import API_KEY, REPO, RUN_PIPELINE, CycleResult, Warehouse, run_cycle
+
+import devkit.installation
+from devkit.fake_coincap import DEFAULT_ASSET_IDS, FIVE_MINUTES_MS, FakeCoinCap, now_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GRID = FIVE_MINUTES_MS
@@ -182,46 +184,24 @@ class Served:
     cycle: str = ""
 
 
-@dataclass
-class Installation:
-    """One long-lived installation (warehouse, dlt directory, lock, dbt target) and its CoinCap."""
+class Installation(devkit.installation.Installation):
+    """One long-lived installation (devkit.installation) of the ten default assets, and the
+    ledger of what its CoinCap served. `overrides` are the variables every cycle gets on top."""
 
-    warehouse: Warehouse
-    fake: FakeCoinCap
-    tmp: Path
-    name: str
-    overrides: dict[str, str] = field(default_factory=dict)
-    ledger: list[Served] = field(default_factory=list)
-    results: list[CycleResult] = field(default_factory=list)
-    cycle_no: int = 0
-    dlt_mounted: bool = False  # DLT_DATA_DIR is a tmpfs the drills may make read-only or full
+    def __init__(self, warehouse: Warehouse, fake: FakeCoinCap, tmp: Path, name: str):
+        super().__init__(warehouse, fake, tmp, asset_ids=ASSETS)
+        self.name = name
+        self.ledger: list[Served] = []
+        self.cycle_no = 0
+        self.dlt_mounted = False  # DLT_DATA_DIR is a tmpfs the drills may make read-only or full
 
     @property
-    def engine(self) -> str:
-        return self.warehouse.engine
-
-    @property
-    def dlt_dir(self) -> Path:
-        return Path(self.env()["DLT_DATA_DIR"])
+    def overrides(self) -> dict[str, str]:
+        return self.settings
 
     @property
     def pipeline_dir(self) -> Path:
         return self.dlt_dir / "pipelines" / f"coincap_{self.engine}"
-
-    @property
-    def lock_file(self) -> Path:
-        return Path(self.env()["COINCAP_RUN_DIR"]) / "run_pipeline.lock"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **base_env(self.tmp),
-            **self.warehouse.env,
-            "COINCAP_API_KEY": self.fake.api_key,
-            "COINCAP_BASE_URL": self.fake.base_url,
-            "COINCAP_ASSET_IDS": ",".join(ASSETS),
-            **self.overrides,
-            **extra,
-        }
 
     # ---- cycles
     def next_tick(self, rejects: set[str] | None = None) -> Served:

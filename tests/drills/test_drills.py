@@ -36,9 +36,10 @@ from drillkit import (
     start_cycle,
     to_ms,
 )
-from fake_coincap import DEFAULT_ASSETS, Scripted
 from helpers import CycleResult, Warehouse, run_cycle
 from system_tools import missing
+
+from devkit.fake_coincap import DEFAULT_ASSETS, Scripted
 
 pytestmark = pytest.mark.drill
 

@@ -1,12 +1,12 @@
-#!/usr/bin/env python
 """Benchmarks of the CoinCap ELT stack (GitHub issue 6): one command, writes docs/benchmarks.md.
 
-    .venv/bin/python scripts/bench.py            # the full run (about 30-40 minutes here)
-    .venv/bin/python scripts/bench.py --tiny     # a tiny run (CI, tests/test_bench.py)
+    .venv/bin/python -m devkit.bench            # the full run (about 30-40 minutes here)
+    .venv/bin/python -m devkit.bench --tiny     # a tiny run (CI, tests/test_bench.py)
 
-Against the fake CoinCap (tests/fake_coincap.py) and a throwaway PostgreSQL (the server that the
+Against the fake CoinCap (devkit/fake_coincap.py) and a throwaway PostgreSQL (the server that the
 POSTGRES_* variables name, as in the tests, else a cluster started here with
-tests/postgres_cluster.py), and an embedded DuckDB file where it applies, it measures:
+devkit/postgres_cluster.py), and an embedded DuckDB file where it applies, it measures (the
+warehouses and the cycles' environment are devkit/installation.py's, as in the tests):
 
 1. cycle cost vs history size: a steady-state cycle (ingest + `dbt build`, and the whole
    `scripts/run_pipeline.sh` as cron runs it) with 1, 30 and 365 days of 5-minute history in the
@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -50,16 +49,13 @@ from typing import Any
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+from devkit.fake_coincap import DEFAULT_ASSETS, FakeCoinCap
+from devkit.installation import REPO, Installation, Warehouse
+from devkit.postgres_cluster import server
+from ingest.coincap import split_windows
+from ingest.metabase.dashboard import CARDS
 
-from fake_coincap import DEFAULT_ASSETS, FakeCoinCap  # noqa: E402
-from postgres_cluster import PostgresCluster  # noqa: E402
-
-from ingest.coincap import _windows  # noqa: E402
-from ingest.metabase.dashboard import CARDS  # noqa: E402
-
+REPORT = REPO / "docs" / "benchmarks.md"  # the report whose generated block a run rewrites
 API_KEY = "bench-coincap-key"
 FIVE_MIN_MS = 5 * 60 * 1000
 DAY_MS = 24 * 60 * 60 * 1000
@@ -142,7 +138,7 @@ class CachedFake(FakeCoinCap):
     def warm_history(self, asset_ids: list[str], days: int) -> None:
         now = self.now_ms
         for asset_id in asset_ids:
-            for start, end in _windows(now - days * DAY_MS, now):
+            for start, end in split_windows(now - days * DAY_MS, now):
                 query = {"interval": "m5", "start": str(start), "end": str(end)}
                 self._route(f"/assets/{asset_id}/history", query)
 
@@ -172,93 +168,6 @@ def check(measured: Measured, what: str, log_path: Path) -> Measured:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]
         raise SystemExit(f"error: {what} failed (exit {measured.returncode}):\n" + "\n".join(tail))
     return measured
-
-
-# --------------------------------------------------------------------------- warehouses
-class Warehouse:
-    """A fresh benchmark warehouse: a new PostgreSQL database, or a new DuckDB file."""
-
-    def __init__(self, engine: str, name: str, workdir: Path, pg_admin: dict[str, str] | None):
-        self.engine = engine
-        self.pg_admin = pg_admin
-        if engine == "duckdb":
-            self.path = workdir / f"{name}.duckdb"
-            self.env = {"WAREHOUSE": "duckdb", "DUCKDB_PATH": str(self.path)}
-        else:
-            assert pg_admin is not None
-            self.dbname = f"bench_{name}_{uuid.uuid4().hex[:8]}"
-            self._admin(f'create database "{self.dbname}"')
-            self.env = {"WAREHOUSE": "postgres", **pg_admin, "POSTGRES_DB": self.dbname}
-
-    def _pg(self, dbname: str):
-        import psycopg2
-
-        env = self.pg_admin
-        assert env is not None
-        return psycopg2.connect(
-            host=env["POSTGRES_HOST"],
-            port=int(env["POSTGRES_PORT"]),
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            dbname=dbname,
-        )
-
-    def _admin(self, sql: str) -> None:
-        assert self.pg_admin is not None
-        conn = self._pg(self.pg_admin["POSTGRES_DB"])
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
-    def connect(self):
-        if self.engine == "duckdb":
-            import duckdb
-
-            return duckdb.connect(str(self.path))
-        return self._pg(self.dbname)
-
-    def execute(self, *statements: str, autocommit: bool = False) -> None:
-        conn = self.connect()
-        try:
-            if self.engine == "postgres":
-                conn.autocommit = autocommit
-                with conn.cursor() as cur:
-                    for sql in statements:
-                        cur.execute(sql)
-                if not autocommit:
-                    conn.commit()
-            else:
-                for sql in statements:
-                    conn.execute(sql)
-        finally:
-            conn.close()
-
-    def query(self, sql: str) -> list[tuple]:
-        conn = self.connect()
-        try:
-            if self.engine == "postgres":
-                with conn.cursor() as cur:
-                    cur.execute(sql)
-                    return cur.fetchall()
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-
-    def columns(self, schema: str, table: str) -> list[str]:
-        rows = self.query(
-            "select column_name from information_schema.columns "
-            f"where table_schema = '{schema}' and table_name = '{table}' order by ordinal_position"
-        )
-        return [r[0] for r in rows]
-
-    def drop(self) -> None:
-        if self.engine == "postgres":
-            self._admin(f'drop database if exists "{self.dbname}" with (force)')
-        else:
-            self.path.unlink(missing_ok=True)
 
 
 # SQL per engine for the directly inserted history: price at ms `t` for an asset row `r`.
@@ -361,7 +270,7 @@ def fill_history(
             f"from {ref} cross join {series}(cast({start} as {big}), "
             f"cast({history_until_ms} as {big}), cast({FIVE_MIN_MS} as {big})) as t(ms)"
         )
-    wh.execute(*statements)
+    wh.run_sql(*statements)
     return (
         wh.query("select count(*) from raw.assets")[0][0]
         + wh.query("select count(*) from raw.asset_history")[0][0]
@@ -375,30 +284,11 @@ def _lit(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- environment
-def base_env(tmp: Path, fake: FakeCoinCap, asset_ids: list[str], wh: Warehouse) -> dict[str, str]:
-    home = tmp / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    (tmp / "run").mkdir(exist_ok=True)  # the ingest writes its run-log summary there
-    venv_bin = str(Path(sys.executable).parent)
-    return {
-        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")]),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "TZ": "UTC",
-        "DLT_DATA_DIR": str(tmp / "dlt"),
-        "COINCAP_RUN_DIR": str(tmp / "run"),
-        "DBT_TARGET_PATH": str(tmp / "dbt_target"),
-        "DBT_LOG_PATH": str(tmp / "dbt_logs"),
-        "COINCAP_ENV_FILE": str(tmp / "no.env"),
-        "COINCAP_API_KEY": API_KEY,
-        "COINCAP_BASE_URL": fake.base_url,
-        "COINCAP_ASSET_IDS": ",".join(asset_ids),
-        "COINCAP_BACKFILL_DAYS": "1",
-        "RUNTIME__DLTHUB_TELEMETRY": "false",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "PYTHON": sys.executable,
-        **wh.env,
-    }
+def bench_env(tmp: Path, fake: FakeCoinCap, asset_ids: list[str], wh: Warehouse) -> dict[str, str]:
+    """The installation's environment (devkit.installation), in UTC, with this interpreter."""
+    (tmp / "run").mkdir(parents=True, exist_ok=True)  # the ingest writes its run summary there
+    settings = {"TZ": "UTC", "PYTHON": sys.executable}
+    return Installation(wh, fake, tmp, asset_ids=asset_ids, settings=settings).env()
 
 
 PY = sys.executable
@@ -416,7 +306,7 @@ def in_fresh_process(fn: Any, *args: Any) -> Any:
 
 # --------------------------------------------------------------------------- 1. cycle cost
 @dataclass
-class CycleResult:
+class CycleCost:
     engine: str
     assets: int
     days: int
@@ -459,7 +349,7 @@ def cycle_scenario(
     pg_admin: dict[str, str] | None,
     keep: bool,
     before: Path | None = None,
-) -> tuple[CycleResult, Warehouse]:
+) -> tuple[CycleCost, Warehouse]:
     name = f"{engine}_{n_assets}a_{days}d"
     tmp = workdir / name
     shutil.rmtree(tmp, ignore_errors=True)
@@ -470,21 +360,21 @@ def cycle_scenario(
     cycles = 1 + size.warmup + size.runs + size.cron_runs * (2 if before else 1)
     # CoinCap's clock: 5 minutes a cycle, the last one at most at the real time now
     t_setup = (int(time.time() * 1000) // FIVE_MIN_MS - cycles) * FIVE_MIN_MS + 7_000
-    wh = Warehouse(engine, name, workdir, pg_admin)
+    wh = Warehouse(engine, workdir, pg_admin, name=f"bench_{name}")
     with CachedFake(
         api_key=API_KEY, assets=assets, timestamp_ms=t_setup, prices_follow_clock=True
     ) as fake:
-        env = base_env(tmp, fake, ids, wh)
+        env = bench_env(tmp, fake, ids, wh)
         log(f"cycle {name}: set-up (one real ingest, {days} d inserted into raw, dbt run)")
         started = time.perf_counter()
         check(run_measured([PY, "-m", "ingest"], env, log_path), "set-up ingest", log_path)
         raw_rows = in_fresh_process(fill_history, wh, assets, days, t_setup, t_setup - DAY_MS)
         check(run_measured([DBT, "run", *DBT_ARGS], env, log_path), "set-up dbt run", log_path)
         if engine == "postgres":
-            wh.execute("vacuum analyze", autocommit=True)
+            wh.run_sql("vacuum analyze", autocommit=True)
         setup_seconds = time.perf_counter() - started
         log(f"cycle {name}: {raw_rows} raw rows, set up in {setup_seconds:.0f} s")
-        result = CycleResult(engine, n_assets, days, raw_rows, setup_seconds)
+        result = CycleCost(engine, n_assets, days, raw_rows, setup_seconds)
 
         for i in range(size.warmup + size.runs):
             fake.advance(FIVE_MIN_MS)
@@ -556,8 +446,8 @@ def backfill(size: Size, workdir: Path, pg_admin: dict[str, str]) -> dict[str, A
             tmp = workdir / f"backfill_{run}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            wh = Warehouse("postgres", f"backfill_{run}", workdir, pg_admin)
-            env = base_env(tmp, fake, ids, wh)
+            wh = Warehouse("postgres", workdir, pg_admin, name=f"bench_backfill_{run}")
+            env = bench_env(tmp, fake, ids, wh)
             env["COINCAP_BACKFILL_DAYS"] = str(size.backfill_days)
             log_path = tmp / "bench.log"
             m = check(run_measured([PY, "-m", "ingest"], env, log_path), "backfill", log_path)
@@ -734,7 +624,7 @@ BASELINE_SQL = {
 
 def analyst_queries(wh: Warehouse, size: Size, label: str) -> list[dict[str, Any]]:
     schema = "create schema if not exists bench_baseline"
-    wh.execute(
+    wh.run_sql(
         schema,
         f"drop table if exists {BASELINE_TABLE}",
         f"create table {BASELINE_TABLE} as select asset_id, rank, symbol, name, supply, "
@@ -742,7 +632,7 @@ def analyst_queries(wh: Warehouse, size: Size, label: str) -> list[dict[str, Any
         "explorer, observed_at from staging.stg_coincap__assets where rejected_fields is null",
     )
     if wh.engine == "postgres":
-        wh.execute(f"analyze {BASELINE_TABLE}", "analyze", autocommit=True)
+        wh.run_sql(f"analyze {BASELINE_TABLE}", "analyze", autocommit=True)
     snapshots = wh.query(f"select count(*) from {BASELINE_TABLE}")[0][0]
     results = []
     conn = wh.connect()
@@ -831,7 +721,7 @@ def render(results: dict[str, Any]) -> str:
     size = results["size"]
     lines = [
         BEGIN,
-        f"<!-- written by scripts/bench.py{' --tiny' if size.startswith('tiny') else ''}; "
+        f"<!-- written by python -m devkit.bench{' --tiny' if size.startswith('tiny') else ''}; "
         "edit outside these markers -->",
         "",
         f"Run of {results['started_at']} (size `{size}`), {results['seconds'] / 60:.1f} minutes.",
@@ -962,7 +852,7 @@ How the pipeline's cost grows with history, how fast a backfill loads, and how q
 dashboard's questions are answered. Reproduce with one command (`make bench`):
 
 ```bash
-.venv/bin/python scripts/bench.py          # full size; --tiny for a quick check
+.venv/bin/python -m devkit.bench          # full size; --tiny for a quick check
 ```
 
 """
@@ -987,8 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=REPO / "docs" / "benchmarks.md",
-        help="the report to write (default: docs/benchmarks.md)",
+        default=REPORT,
+        help=f"the report to write (default: {REPORT.relative_to(REPO)})",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
@@ -1045,19 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         if args.workdir is None:
             stack.callback(shutil.rmtree, workdir, True)
-        if os.environ.get("POSTGRES_HOST"):
-            pg_admin = {
-                "POSTGRES_HOST": os.environ["POSTGRES_HOST"],
-                "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
-                "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
-                "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
-                "POSTGRES_DB": os.environ.get("POSTGRES_DB", "postgres"),
-            }
-        else:
-            cluster = PostgresCluster(tempfile.mkdtemp(prefix="coincap-bench-pg-"))
-            cluster.start()
-            stack.callback(cluster.destroy)
-            pg_admin = cluster.env()
+        pg_admin = stack.enter_context(server("coincap-bench-pg-"))
         results["machine"] = machine(pg_admin)
 
         if "cycles" in parts or "queries" in parts:

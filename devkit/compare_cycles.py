@@ -2,13 +2,14 @@
 memory of `scripts/run_pipeline.sh` on both engines, so a change's cost is a ratio measured on
 the same machine at the same moment (docs/benchmarks.md, "before and after").
 
-    .venv/bin/python scripts/compare_cycles.py --before ../old-checkout [--runs 7]
+    .venv/bin/python -m devkit.compare_cycles --before ../old-checkout [--runs 7]
 
 Each checkout gets its own warehouse per engine (a throwaway PostgreSQL cluster unless the
 POSTGRES_* variables name one), a first cycle with a one-day backfill of the ten default assets,
 then `--runs` measured cycles, alternating between the checkouts, CoinCap's clock 5 minutes on
-each time. CoinCap is the test fake serving recorded-style answers. Both run with this
-checkout's Python environment (the same pinned dependencies).
+each time. CoinCap is the test fake serving recorded-style answers; the installations are
+devkit/installation.py's, as in the tests. Both run with this checkout's Python environment (the
+same pinned dependencies).
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from fake_coincap import DEFAULT_ASSET_IDS, FakeCoinCap  # noqa: E402
-from helpers import API_KEY, Warehouse, base_env  # noqa: E402
-from postgres_cluster import PostgresCluster  # noqa: E402
+from devkit.fake_coincap import DEFAULT_ASSET_IDS, FakeCoinCap
+from devkit.installation import API_KEY, REPO, Installation
+from devkit.postgres_cluster import server
 
 
 def measure(checkout: Path, env: dict[str, str]) -> tuple[int, float, float]:
@@ -51,31 +50,28 @@ def main() -> int:
     args = parser.parse_args()
     checkouts = {"before": args.before.resolve(), "after": REPO}
     work = Path(tempfile.mkdtemp(prefix="coincap-compare-"))
-    cluster = None
-    if "postgres" in args.engines and not os.environ.get("POSTGRES_HOST"):
-        cluster = PostgresCluster(tempfile.mkdtemp(prefix="coincap-compare-pg-"))
-        cluster.start()
-    pg = cluster.env() if cluster else None
-    try:
+    with ExitStack() as stack:
+        pg = None
+        if "postgres" in args.engines:
+            pg = stack.enter_context(server("coincap-compare-pg-"))
         for engine in args.engines.split(","):
             installs = {}
             for name, checkout in checkouts.items():
-                tmp = work / f"{engine}-{name}"
-                tmp.mkdir(parents=True)
-                wh = Warehouse(engine, tmp, pg)
-                fake = FakeCoinCap(api_key=API_KEY, recorded_style=True).start()
+                fake = FakeCoinCap(api_key=API_KEY, recorded_style=True)
                 fake.now_ms = fake.now_ms - 2 * 3_600_000
-                env = {
-                    **base_env(tmp),
-                    **wh.env,
-                    "PYTHON": sys.executable,
-                    "COINCAP_API_KEY": API_KEY,
-                    "COINCAP_BASE_URL": fake.base_url,
-                    "COINCAP_ASSET_IDS": ",".join(DEFAULT_ASSET_IDS),
-                }
+                inst = Installation.create(
+                    engine,
+                    work / f"{engine}-{name}",
+                    pg,
+                    fake=fake,
+                    asset_ids=DEFAULT_ASSET_IDS,
+                    settings={"PYTHON": sys.executable},
+                )
+                stack.callback(inst.close)
+                env = inst.env()
                 first = measure(checkout, env)
                 assert first[0] == 0, f"{name}: the first cycle failed"
-                installs[name] = (env, fake, [])
+                installs[name] = (env, inst.fake, [])
             for _ in range(args.runs):
                 for name, (env, fake, results) in installs.items():
                     fake.advance(5 * 60_000)
@@ -97,9 +93,6 @@ def main() -> int:
                 r[2] for r in before
             )
             print(f"{engine:8} after/before: wall {wall_ratio:.3f}, peak {peak_ratio:.3f}")
-    finally:
-        if cluster:
-            cluster.destroy()
     return 0
 
 

@@ -26,13 +26,14 @@ As a library::
 
 As a CLI (for .ci/run)::
 
-    eval "$(python tests/postgres_cluster.py start DIR)"    # prints export lines
-    python tests/postgres_cluster.py stop DIR
+    eval "$(python -m devkit.postgres_cluster start DIR)"    # prints export lines
+    python -m devkit.postgres_cluster stop DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import importlib.util
 import json
@@ -45,6 +46,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 SUPERUSER = "postgres"
@@ -374,6 +376,37 @@ class PostgresCluster:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_DB": dbname or self.dbname,
         }
+
+
+def server_from_env(environ: dict[str, str] | None = None) -> dict[str, str] | None:
+    """The POSTGRES_* variables of the server they name (when POSTGRES_HOST is set), else None."""
+    environ = dict(os.environ if environ is None else environ)
+    if not environ.get("POSTGRES_HOST"):
+        return None
+    return {
+        "POSTGRES_HOST": environ["POSTGRES_HOST"],
+        "POSTGRES_PORT": environ.get("POSTGRES_PORT", "5432"),
+        "POSTGRES_USER": environ.get("POSTGRES_USER", "postgres"),
+        "POSTGRES_PASSWORD": environ.get("POSTGRES_PASSWORD", ""),
+        "POSTGRES_DB": environ.get("POSTGRES_DB", "postgres"),
+    }
+
+
+@contextlib.contextmanager
+def server(prefix: str = "coincap-pg-") -> Iterator[dict[str, str]]:
+    """The POSTGRES_* variables of a server where databases may be created: the one the
+    environment names, else a throwaway cluster (directly under the system temp dir: as root it
+    runs as `postgres`, which must reach it) removed at the end."""
+    named = server_from_env()
+    if named is not None:
+        yield named
+        return
+    cluster = PostgresCluster(tempfile.mkdtemp(prefix=prefix))
+    cluster.start()
+    try:
+        yield cluster.env()
+    finally:
+        cluster.destroy()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -512,6 +512,10 @@ class FakeCoinCap:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
     def stop(self) -> None:
         self.release()
         if self._server is not None:
@@ -681,7 +685,7 @@ class FakeCoinCap:
             pass  # the client gave up (timeout); nothing to answer
 
 
-if __name__ == "__main__":  # run it by hand: python tests/fake_coincap.py [API_KEY]
+if __name__ == "__main__":  # run it by hand: python devkit/fake_coincap.py [API_KEY]
     import sys
 
     with FakeCoinCap(api_key=sys.argv[1] if len(sys.argv) > 1 else "test-coincap-key") as f:
