@@ -35,21 +35,22 @@ run: check-key install ## one cycle (ingest + dbt build) into the warehouse, Duc
 docs: install ## build the dbt docs site for the local warehouse and serve it on http://localhost:8080
 	$(VENV)/bin/coincap-elt docs --port 8080
 
-# Two workers, one test file each at a time: the drills (tests/drills, which rewrite
-# docs/reliability.md) run beside the rest. Most of a test's time is a cycle's subprocesses.
+# Two workers; each test file (each engine's drills, each engine's odd CoinCap answers) runs on
+# one worker, the longest first (tests/conftest.py). Inside `make test` the kill drill kills 4
+# cycles per engine (one or more per phase) and the drills write nothing; `make drills` runs them
+# in full and writes docs/reliability.md. Most of a test's time is a cycle's subprocesses.
 TEST_WORKERS ?= 2
 
 test: install ## the whole test suite, failure drills included (starts its own PostgreSQL unless POSTGRES_HOST is set)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	DRILL_KILLS_PER_ENGINE=$${DRILL_KILLS_PER_ENGINE:-4} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# The loop while developing: everything but the failure drills, the slow tests (cron daemon,
-# browser, benchmark, multi-cycle scenarios) and the compose stack. Tests go to the workers one
-# by one (--dist load): test_cycle.py alone on one worker would be the whole run's length.
-quick: install ## the fast tests only (no drills, slow or stack tests): under 3 minutes
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load -m 'not slow and not drill and not stack'
+# The loop while developing: the unit tests (the package's logic, in-process) and the checks of
+# the repository's files (docs links, compose file, shell scripts, the system package list).
+quick: install ## the unit tests and the repository checks: seconds, no warehouse, no cycle
+	$(PY) -m pytest tests/unit tests/checks
 
 drills: install ## the failure drills alone; they rewrite docs/reliability.md's results table
-	$(PY) -m pytest -m drill tests/drills
+	DRILL_REPORT=1 $(PY) -m pytest -m drill tests/drills
 
 bench: install ## the benchmarks (about 50 minutes); they rewrite docs/benchmarks.md's generated block
 	$(PY) -m devkit.bench

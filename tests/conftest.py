@@ -9,6 +9,7 @@ DuckDB file).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -29,31 +30,52 @@ os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 
 
-# Scenarios that run a long series of cycles each (minutes on 2 cores): marked `slow`, so that
-# `make quick` stays under 3 minutes; `make test` and CI run them as always. Node-id prefixes.
-SLOW_SCENARIOS = {
-    "tests/test_history.py::": "a week's backfill per engine, then gaps, outages and kills",
-    "tests/test_reliability_features.py::test_bad_values_run_log_and_alerts": "many cycles",
-    "tests/test_stack_cron.py::test_crontab_command_succeeds_as_cron_runs_it": (
-        "builds the job user's venv with pip once per dependency set"
-    ),
-    # a minute or more each on 2 cores; `make quick` took 4.6 minutes with them
-    "tests/test_dbt_unit_tests.py::": "dbt's unit tests on both engines",
-    "tests/test_cycle.py::test_a_new_relative_duckdb_path": "cycles from other directories",
-    "tests/test_stack_warehouse.py::test_the_cycle_runs_as_the_pipeline_role": "init + cycle",
-    # the analyst's dashboard: a two-month backfill, then provisioning (dbt parse, dbt-metabase)
-    "tests/test_stack_warehouse.py::test_an_analyst_picks": "two months of history + Metabase",
-    "tests/test_stack_warehouse.py::test_filters_left_empty": "the same warehouse",
-    "tests/test_stack_warehouse.py::test_the_correlation_card": "the same warehouse",
-    "tests/test_stack_metabase.py::test_drift_is_put_back": "two provisioning runs",
-    "tests/test_stack_metabase.py::test_waits_for_the_marts": "two provisioning runs",
-}
+# `make test` runs the suite on two workers with `--dist loadgroup`: a group runs on one worker,
+# and groups are handed out in this order, so the long ones start first and the short ones fill
+# in behind them. A group is a test file, except where a file keeps one long-lived installation
+# per engine (the drills; CoinCap's odd answers): there each engine is a group of its own.
+# Minutes of each, measured on 2 cores, are in docs/testing.md.
+LONGEST_FIRST = [
+    "tests/test_stack_up.py",
+    "tests/drills/test_drills.py[duckdb]",
+    "tests/drills/test_drills.py[postgres]",
+    "tests/test_coincap_reality.py[duckdb]",
+    "tests/test_history.py",
+    "tests/test_cli_doctor.py",
+    "tests/test_cycle.py",
+    "tests/test_cli_status.py",
+    "tests/test_cli_backfill.py",
+    "tests/test_stack_cron.py",
+    "tests/test_coincap_reality.py[postgres]",
+    "tests/test_stack_warehouse.py",
+    "tests/test_bench.py",
+    "tests/test_reliability_features.py",
+    "tests/test_stack_metabase.py",
+    "tests/test_numbers.py",
+    "tests/test_dbt_unit_tests.py",
+    "tests/test_stack_docs.py",
+]
+PER_ENGINE = ("tests/drills/test_drills.py", "tests/test_coincap_reality.py")
+
+
+def group_of(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    engine = re.search(r"\[(duckdb|postgres)\b", nodeid)
+    return f"{path}[{engine[1]}]" if path in PER_ENGINE and engine else path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # `one_engine`: the behaviour is decided before anything reaches the warehouse; its
+    # PostgreSQL instance would repeat the DuckDB one
+    repeated = [i for i in items if i.get_closest_marker("one_engine") and "[postgres" in i.nodeid]
+    if repeated:
+        config.hook.pytest_deselected(items=repeated)
+        items[:] = [item for item in items if item not in repeated]
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
     for item in items:
-        if item.nodeid.startswith(tuple(SLOW_SCENARIOS)):
-            item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(group_of(item.nodeid)))
+    # stable: the order inside a group (module fixtures, the drills' sequence) is kept
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))
 
 
 @pytest.fixture(scope="session")
