@@ -431,7 +431,9 @@ def test_configured_id_coincap_does_not_return_is_named_and_the_rest_load(stack)
 def test_a_new_relative_duckdb_path_is_the_file_both_steps_use(fake_coincap, tmp_path):
     """DUCKDB_PATH relative to the repo root names the file for ingest and dbt alike, even after
     it changed: dlt alone would keep loading the relative path it saw first (stored in its
-    pipeline state) while dbt built the new, empty file."""
+    pipeline state) while dbt built the new, empty file. The second cycle spells the warehouse
+    `DuckDB`: WAREHOUSE is case-insensitive, for dlt and dbt alike (dbt's profile has no target
+    named `DuckDB`; the cycle hands it `duckdb`)."""
     first = Warehouse("duckdb", tmp_path / "first")
     second = Warehouse("duckdb", tmp_path / "second")
     stack = Stack(first, fake_coincap, tmp_path)
@@ -440,6 +442,6 @@ def test_a_new_relative_duckdb_path_is_the_file_both_steps_use(fake_coincap, tmp
     stack.good_cycle(DUCKDB_PATH=os.path.relpath(first.duckdb_path, REPO))
     fake_coincap.set_snapshot(DEFAULT_ASSETS, ts)
 
-    stack.good_cycle(DUCKDB_PATH=os.path.relpath(second.duckdb_path, REPO))
+    stack.good_cycle(DUCKDB_PATH=os.path.relpath(second.duckdb_path, REPO), WAREHOUSE="DuckDB")
 
     assert set(fct_rows(second)) == {(a, observed_at(ts)) for a in ALL_DEFAULT_IDS}

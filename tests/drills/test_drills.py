@@ -340,6 +340,14 @@ ANCHORS = {  # phase -> what starts it
 }
 
 
+def kill_plan(kills: int) -> list[str]:
+    """`kills` phases to kill in, spread as PHASE_PLAN spreads ten: the phases taken in turn,
+    each as often as its share, so 4 kills land once in every phase."""
+    rounds = [[p for p, n in PHASE_PLAN.items() if n > k] for k in range(max(PHASE_PLAN.values()))]
+    plan = [phase for one_round in rounds for phase in one_round]
+    return (plan * (kills // len(plan) + 1))[:kills]
+
+
 def _anchor_time(run, inst: Installation, anchor: str) -> float | None:
     if anchor == "start":
         return run.started
@@ -381,8 +389,7 @@ def test_drill2_kill_9_at_random_moments(installation: Installation, drill_row):
             "phase windows of a normal cycle: "
             + ", ".join(f"{p} {w:.2f} s" for p, w in windows.items())
         )
-        plan = [p for p, n in PHASE_PLAN.items() for _ in range(n)]
-        plan = (plan * (KILLS_PER_ENGINE // len(plan) + 1))[:KILLS_PER_ENGINE]
+        plan = kill_plan(KILLS_PER_ENGINE)
         rng.shuffle(plan)
 
         problems: list[str] = []
