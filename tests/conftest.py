@@ -9,7 +9,6 @@ DuckDB file).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -30,23 +29,21 @@ os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 
 
-# `make test` runs the suite on two workers with `--dist loadgroup`: a group runs on one worker,
-# and groups are handed out in this order, so the long ones start first and the short ones fill
-# in behind them. A group is a test file, except where a file keeps one long-lived installation
-# per engine (the drills; CoinCap's odd answers): there each engine is a group of its own.
-# Minutes of each, measured on 2 cores, are in docs/testing.md.
+# `make test` runs the suite on two workers with `--dist loadfile`: a test file runs on one worker,
+# and files are handed out in this order, so the long ones start first and the short ones fill in
+# behind them (minutes of each, measured on 2 cores, in docs/testing.md). (pytest-xdist's
+# `loadgroup` would split a file by engine, but with pytest 9 its groups are ignored.)
 LONGEST_FIRST = [
     "tests/test_stack_up.py",
-    "tests/drills/test_drills.py[duckdb]",
-    "tests/drills/test_drills.py[postgres]",
-    "tests/test_coincap_reality.py[duckdb]",
+    "tests/drills/test_kill_drills.py",
+    "tests/drills/test_drills.py",
+    "tests/test_coincap_reality.py",
     "tests/test_history.py",
     "tests/test_cli_doctor.py",
     "tests/test_cycle.py",
     "tests/test_cli_status.py",
     "tests/test_cli_backfill.py",
     "tests/test_stack_cron.py",
-    "tests/test_coincap_reality.py[postgres]",
     "tests/test_stack_warehouse.py",
     "tests/test_bench.py",
     "tests/test_reliability_features.py",
@@ -55,13 +52,6 @@ LONGEST_FIRST = [
     "tests/test_dbt_unit_tests.py",
     "tests/test_stack_docs.py",
 ]
-PER_ENGINE = ("tests/drills/test_drills.py", "tests/test_coincap_reality.py")
-
-
-def group_of(nodeid: str) -> str:
-    path = nodeid.split("::")[0]
-    engine = re.search(r"\[(duckdb|postgres)\b", nodeid)
-    return f"{path}[{engine[1]}]" if path in PER_ENGINE and engine else path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -71,11 +61,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if repeated:
         config.hook.pytest_deselected(items=repeated)
         items[:] = [item for item in items if item not in repeated]
-    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of(item.nodeid)))
-    # stable: the order inside a group (module fixtures, the drills' sequence) is kept
-    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    # stable: the order inside a file (module fixtures, the drills' sequence) is kept
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.fixture(scope="session")

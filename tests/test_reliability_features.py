@@ -27,7 +27,8 @@ import pytest
 from helpers import CycleResult, Installation, Warehouse
 
 from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
-from ingest.alerts import notify, redact
+from ingest.alerts import hide, notify, redact
+from ingest.config import Settings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOOK_SECRET = "hook-secret-4c1d9e"  # the secret part of a Slack webhook URL
@@ -243,9 +244,11 @@ def test_bad_values_run_log_and_alerts(warehouse: Warehouse, webhook: WebhookRec
 
 
 # --------------------------------------------------------------------------- fast unit tests
-def test_redact_removes_secrets_and_credentials(monkeypatch):
-    monkeypatch.setenv("COINCAP_API_KEY", "k-12345678")
-    monkeypatch.setenv("POSTGRES_PASSWORD", "pw-secret")
+def test_redact_removes_secrets_and_credentials():
+    settings = Settings.from_env(
+        {"COINCAP_API_KEY": "k-12345678", "POSTGRES_PASSWORD": "pw-secret"}
+    )
+    hide(settings.secrets)  # what the command line does once it has read the settings
     text = redact(
         "at https://user:pa55@rest.example/v3?apiKey=k-12345678&x=1 with Bearer abc.def "
         "password pw-secret\nsecond line"
@@ -255,10 +258,12 @@ def test_redact_removes_secrets_and_credentials(monkeypatch):
     assert "\n" not in text and "https://***@rest.example" in text
 
 
-def test_alert_once_per_state_change(tmp_path, webhook, monkeypatch):
-    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
+def test_alert_once_per_state_change(tmp_path, webhook):
+    settings = Settings.from_env(
+        {"ALERT_WEBHOOK_URL": webhook.url, "COINCAP_RUN_DIR": str(tmp_path)}
+    )
     for state in ["ok", "failed", "failed", "stale", "stale", "ok", "ok"]:
-        notify(tmp_path, state, "because", "duckdb")
+        notify(settings, state, "because")
     texts = webhook.delivered()
     assert len(texts) == 3, texts
     assert "failed" in texts[0] and "stale" in texts[1] and "recovered" in texts[2]

@@ -441,3 +441,67 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} CPUs (nproc), {mem} memory"
+
+
+# --------------------------------------------------------------------------- shared checks
+def anchor_time(run, inst: Installation, anchor: str) -> float | None:
+    """When a running cycle reached `anchor`: its start, CoinCap's first /assets request, or the
+    first log line containing the text."""
+    if anchor == "start":
+        return run.started
+    if anchor == "request":
+        requests = inst.fake.requests_to("/assets")
+        return requests[0].at if requests else None
+    return run.seen(anchor)
+
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def ingest_errors(result: CycleResult) -> list[str]:
+    """The ingest step's own `error:` lines (the script adds one saying the step failed)."""
+    return [ln for ln in error_lines(result) if "run_pipeline:" not in ln]
+
+
+def check_clean_failure(result: CycleResult, *fragments: str) -> list[str]:
+    """A failed cycle: non-zero exit, exactly one error line of the ingest step that contains
+    every fragment (case-insensitive), no traceback. Returns the problems found."""
+    problems = []
+    if result.returncode == 0:
+        problems.append("the cycle exited 0")
+    lines = ingest_errors(result)
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} ingest error lines, not one: {lines[:5]}")
+    elif not all(f.lower() in lines[0].lower() for f in fragments):
+        problems.append(f"the error line does not say {fragments}: {lines[0]}")
+    if TRACEBACK in result.output:
+        problems.append("a Python traceback instead of one clear line")
+    return problems
+
+
+def assert_tally(inst: Installation, row) -> None:
+    tally = inst.tally()
+    row.lost, row.doubled = tally.n_lost, tally.n_doubled
+    assert not tally.problems(), "; ".join(tally.problems())
+
+
+def series_note(inst: Installation, row, strict: bool = True) -> list[str]:
+    """Holes in the continuous series; a problem when strict, else only a note."""
+    found = series_holes(inst)
+    if found is None:
+        row.notes.append(f"{'marts.fct_asset_price_history'} absent: series not checked")
+        return []
+    holes, n = found
+    if not holes:
+        row.notes.append(f"5-minute series checked ({n} points), no hole")
+        return []
+    text = f"{len(holes)} holes in the 5-minute series, e.g. {holes[:3]}"
+    if strict:
+        return [text]
+    row.notes.append(text)
+    return []
+
+
+def failing_lines(result: CycleResult, limit: int = 6) -> list[str]:
+    pat = re.compile(r"\berror:|\bERROR\b|\bFAIL\b|Failure in|Traceback|Error:", re.I)
+    return [ln[:240] for ln in result.lines if pat.search(ln)][:limit]
