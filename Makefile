@@ -41,7 +41,7 @@ docs: install ## build the dbt docs site for the local warehouse and serve it on
 TEST_WORKERS ?= 2
 
 test: install ## the whole test suite, failure drills included (starts its own PostgreSQL unless POSTGRES_HOST is set)
-	DRILL_KILLS_PER_ENGINE=$${DRILL_KILLS_PER_ENGINE:-4} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	DRILL_KILLS_PER_ENGINE=$${DRILL_KILLS_PER_ENGINE:-4} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The loop while developing: the unit tests (the package's logic, in-process) and the checks of
 # the repository's files (docs links, compose file, shell scripts, the system package list).

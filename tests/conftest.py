@@ -29,8 +29,9 @@ os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 
 
-# `make test` runs the suite on two workers with `--dist loadfile`: a test file runs on one worker,
-# and files are handed out in this order, so the long ones start first and the short ones fill in
+# `make test` runs the suite on two workers with `--dist loadfile --no-loadscope-reorder`: a test
+# file runs on one worker, and files are handed out in this order (pytest-xdist would otherwise
+# order them by their number of tests), so the long ones start first and the short ones fill in
 # behind them (minutes of each, measured on 2 cores, in docs/testing.md). (pytest-xdist's
 # `loadgroup` would split a file by engine, but with pytest 9 its groups are ignored.)
 LONGEST_FIRST = [
