@@ -117,31 +117,26 @@ def run_command(args: argparse.Namespace) -> int:
 
     configure_logging()
     run_dir = load_environment(create_run_dir=args.command not in ("doctor", "metabase"))
+    env = dict(os.environ)  # the environment, `.env` included: read here, once
+    hide(secrets_from(env))
     if args.command == "metabase":  # Metabase's own settings (METABASE_*), nothing of the cycle's
         from ingest.metabase import main as metabase_main
 
-        env = dict(os.environ)
-        hide(secrets_from(env))
         return metabase_main(env, project_root=home_from(env))
-    if args.command == "doctor":
+    if args.command == "doctor":  # checks each part on its own: one wrong value hides no other
         from ingest.doctor import run_doctor
 
-        env = dict(os.environ)
-        hide(secrets_from(env))
         return run_doctor(env, run_dir, check_key=args.check_key)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(env)
     except ConfigError as exc:
         if args.command not in ("run", "backfill", "docs"):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         logging.getLogger("run_pipeline").info("error: %s; nothing was run", exc)
         if args.command == "run":  # a failed cycle to the operator: the alert, as for any other
-            env = dict(os.environ)
-            hide(secrets_from(env))
             announce(run_dir, alert_url_from(env), "settings unread", "failed", f"Settings: {exc}")
         return 1
-    hide(settings.secrets)
     if args.command == "run":
         from ingest.cycle import run_cycle
 
