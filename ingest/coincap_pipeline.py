@@ -20,7 +20,7 @@ from ingest.coincap import coincap
 from ingest.coincap.helpers import CoinCapClient, CoinCapError
 from ingest.coincap.settings import HISTORY_INTERVAL_MS
 from ingest.config import ConfigError, Settings, load_environment
-from ingest.logs import configure_logging
+from ingest.logs import configure_logging, first_line
 from ingest.quota import EXHAUSTED, Quota
 from ingest.summary import IngestSummary
 
@@ -157,10 +157,9 @@ def _series_ends(pipeline: dlt.Pipeline, asset_ids: tuple[str, ...]) -> dict[str
         with pipeline.sql_client() as client:
             rows = client.execute_sql(sql) or []
     except Exception as exc:  # noqa: BLE001 - any failure: fall back to dlt's state
-        first_line = (str(exc).strip().splitlines() or [""])[0]
         logger.info(
             "the series in the marts was not read (%s); dlt's state decides gaps",
-            first_line[:160],
+            first_line(str(exc))[:160],
         )
         return {}
     slot_ms = HISTORY_INTERVAL_MS
@@ -224,9 +223,9 @@ def _explain(exc: PipelineStepFailed, settings: Settings | None = None) -> str:
     disk = _disk_error(exc, settings)
     if disk:
         return disk
-    first_line = str(exc.exception).strip().splitlines()[0] if str(exc.exception) else ""
+    cause = exc.exception
     return (
-        f"the {exc.step} step failed: {type(exc.exception).__name__}: {first_line[:300]}; "
+        f"the {exc.step} step failed: {type(cause).__name__}: {first_line(str(cause))}; "
         "check that the warehouse is reachable, the next cycle retries what was extracted"
     )
 

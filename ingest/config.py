@@ -71,10 +71,8 @@ class Settings:
     max_history_requests: int = DEFAULT_MAX_HISTORY_REQUESTS
     monthly_credits: int | None = None
     alert_webhook_url: str = ""
-    home: Path = _CHECKOUT
     docs_dir: Path | None = None  # DBT_DOCS_DIR: the static docs site, refreshed by each cycle
     dbt_target_path: Path = Path("dbt_project/target")
-    pipeline_schedule: str = DEFAULT_SCHEDULE
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -102,11 +100,9 @@ class Settings:
             monthly_credits=_whole_number(env, "COINCAP_MONTHLY_CREDITS", 0, "credits a month")
             or None,
             alert_webhook_url=alert_url_from(env),
-            home=home_from(env),
             docs_dir=_path_or_none(env, "DBT_DOCS_DIR"),
             dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
             or home_from(env) / "dbt_project" / "target",
-            pipeline_schedule=schedule_from(env),
             secrets=secrets_from(env),
         )
 

@@ -33,3 +33,12 @@ def configure_logging() -> None:
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False
+
+
+def first_line(value: object, default: str = "") -> str:
+    """The first line of a message or an error's text, at most 300 characters; `default` (else
+    the error's type) when it has none: what a one-line `error:` or `warning:` quotes."""
+    text = str(value or "").strip()
+    if text:
+        return text.splitlines()[0][:300]
+    return default or (type(value).__name__ if isinstance(value, BaseException) else "")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.alerts import notify, notify_once, redact
 from ingest.credits import RUNS_SQL, month_credits, since
+from ingest.logs import first_line
 from ingest.summary import IngestSummary
 from ingest.transform import DbtOutcome
 
@@ -119,14 +120,13 @@ def _record(settings: Settings, row: dict[str, Any]) -> Any:
         load_info = pipeline.load()
     except Exception as exc:  # the run log must never change the cycle's outcome
         cause = getattr(exc, "exception", exc)  # PipelineStepFailed wraps the real error
-        first_line = (str(cause).strip().splitlines() or [""])[0]
         logger.warning(
             "the run log row was not written to %s.%s (%s: %s); dlt keeps it and the next "
             "cycle writes it",
             DATASET,
             TABLE,
             type(cause).__name__,
-            redact(first_line, limit=200),
+            redact(first_line(str(cause)), limit=200),
         )
         return None
     if len(load_info.loads_ids) > 1:

@@ -28,6 +28,7 @@ from ingest.alerts import last_state, redact
 from ingest.config import Settings
 from ingest.credits import RUNS_SQL, month_credits, since
 from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock
+from ingest.logs import first_line
 from ingest.warehouse import Query, WarehouseError
 
 # the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
@@ -379,4 +380,4 @@ def _number(value: int | None) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return redact((str(exc).strip().splitlines() or [type(exc).__name__])[0], limit=200)
+    return redact(first_line(exc), limit=200)

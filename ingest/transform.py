@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.logs import first_line
+
 if TYPE_CHECKING:
     from ingest.config import Settings
     from ingest.warehouse import Warehouse
@@ -57,7 +59,7 @@ def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOut
     args = project_args(settings.warehouse)
     parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *args])
     if not parsed.success:
-        outcome.build_error = _first_line(
+        outcome.build_error = first_line(
             parsed.exception, "dbt could not parse the project (see the lines above)"
         )
         return outcome
@@ -121,10 +123,10 @@ def _build_error(build: Any) -> tuple[str, list[str]]:
     results = getattr(build.result, "results", None) or []
     failing = [r for r in results if str(r.status) in ("error", "fail", "runtime error")]
     if not failing:
-        why = _first_line(build.exception, "see the lines above")
+        why = first_line(build.exception, "see the lines above")
         return f"dbt build failed before running any model or test ({why})", []
     first = failing[0]
-    message = _first_line(first.message, "")
+    message = first_line(first.message, "")
     more = f" and {len(failing) - 1} more" if len(failing) > 1 else ""
     ids = [r.node.unique_id for r in failing]
     return f"dbt build failed: {ids[0]}{more}: {message}"[:500], ids
@@ -138,7 +140,7 @@ def _freshness(fresh: Any) -> tuple[str, str]:
     if not results and fresh.success:
         return "pass", ""
     if not results:
-        why = _first_line(fresh.exception, "see the cycle's log")
+        why = first_line(fresh.exception, "see the cycle's log")
         return "error", f"dbt source freshness failed without results ({why})"
     rank = {"pass": 0, "warn": 1, "error": 2, "runtime error": 2}
     worst = max(results, key=lambda r: rank.get(str(r.status), 2))
@@ -169,8 +171,3 @@ def _refresh_docs(dbt: Any, args: list[str], docs_dir: Path, target: Path) -> No
         )
         return
     logger.info("docs site refreshed in %s", docs_dir)
-
-
-def _first_line(value: Any, default: str) -> str:
-    text = str(value or "").strip()
-    return (text.splitlines() or [default])[0][:300] if text else default

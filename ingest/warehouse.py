@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.logs import first_line
+
 ENGINES = ("duckdb", "postgres")
 CONNECT_TIMEOUT_S = 10
 
@@ -161,9 +163,3 @@ class Warehouse:
             ) from exc
         finally:
             conn.close()
-
-
-def first_line(exc: object) -> str:
-    """The first line of an error's text, at most 300 characters."""
-    text = str(exc).strip()
-    return (text.splitlines() or [""])[0][:300] if text else type(exc).__name__

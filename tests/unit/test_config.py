@@ -20,6 +20,8 @@ from ingest.config import (
     ConfigError,
     Settings,
     asset_ids_from,
+    home_from,
+    schedule_from,
     secrets_from,
     warehouse_from,
 )
@@ -77,16 +79,16 @@ def test_an_empty_environment_gives_the_documented_defaults(in_tmp: Path) -> Non
     assert settings.run_dir == in_tmp / "data"
     assert settings.alert_webhook_url == ""
     assert settings.docs_dir is None
-    assert settings.pipeline_schedule == DEFAULT_SCHEDULE == "*/5 * * * *"
+    assert schedule_from({}) == DEFAULT_SCHEDULE == "*/5 * * * *"
     assert settings.secrets == ()
 
 
 def test_home_defaults_to_the_checkout_and_dbt_target_follows_it(tmp_path: Path) -> None:
     checkout = Path(__file__).resolve().parents[2]
-    assert Settings.from_env({}).home == checkout
+    assert home_from({}) == checkout
     assert Settings.from_env({}).dbt_target_path == checkout / "dbt_project" / "target"
     moved = Settings.from_env({"COINCAP_HOME": str(tmp_path)})
-    assert moved.home == tmp_path.resolve()
+    assert home_from({"COINCAP_HOME": str(tmp_path)}) == tmp_path.resolve()
     assert moved.dbt_target_path == tmp_path.resolve() / "dbt_project" / "target"
 
 
@@ -121,7 +123,7 @@ def test_blank_values_count_as_unset() -> None:
     assert settings.warehouse.engine == "duckdb"
     assert settings.backfill_days == 7
     assert settings.request_timeout_s == 15.0
-    assert settings.pipeline_schedule == DEFAULT_SCHEDULE
+    assert schedule_from({"PIPELINE_SCHEDULE": ""}) == DEFAULT_SCHEDULE
 
 
 def test_values_are_stripped() -> None:
@@ -136,7 +138,7 @@ def test_values_are_stripped() -> None:
     assert settings.api_key == "the-key"
     assert settings.base_url == "http://localhost:8080/v3"
     assert settings.alert_webhook_url == "https://hooks.example/T1"
-    assert settings.pipeline_schedule == "0 * * * *"
+    assert schedule_from({"PIPELINE_SCHEDULE": " 0 * * * * "}) == "0 * * * *"
 
 
 # --------------------------------------------------------------------------- WAREHOUSE

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ingest.transform import _build_error, _first_line, _freshness
+from ingest.logs import first_line
+from ingest.transform import _build_error, _freshness
 
 SOURCE = "source.coincap_elt.raw.assets"
 
@@ -158,7 +159,7 @@ def test_results_of_nodes_without_freshness_are_ignored() -> None:
     assert _freshness(fresh) == ("pass", "")
 
 
-# --------------------------------------------------------------------------- _first_line
+# --------------------------------------------------------------------------- first_line
 @pytest.mark.parametrize(
     ("value", "line"),
     [
@@ -171,4 +172,9 @@ def test_results_of_nodes_without_freshness_are_ignored() -> None:
     ],
 )
 def test_first_line_is_the_first_line_of_the_text_or_the_default(value: Any, line: str) -> None:
-    assert _first_line(value, "the default") == line
+    assert first_line(value, "the default") == line
+
+
+def test_first_line_of_an_error_without_text_is_its_type() -> None:
+    assert first_line(ConnectionRefusedError()) == "ConnectionRefusedError"
+    assert first_line("") == ""
