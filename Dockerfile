@@ -17,12 +17,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DBT_TARGET_PATH=/var/lib/coincap/dbt-target \
     DBT_LOG_PATH=/var/lib/coincap/dbt-target/logs \
     DBT_DOCS_DIR=/var/lib/coincap/docs \
-    COINCAP_RUN_DIR=/var/lib/coincap/run
+    COINCAP_RUN_DIR=/var/lib/coincap/run \
+    BACKUP_DIR=/var/lib/coincap/backups
 
-# cron: the scheduler; tini: PID 1 that forwards signals and reaps orphans;
-# util-linux (flock, setpriv) is part of the base image
+# cron: the scheduler; tini: PID 1 that forwards signals and reaps orphans; postgresql-client:
+# pg_dump/pg_restore for `coincap-elt backup|restore`, bookworm's is PostgreSQL 15, the warehouse
+# service's major version (pg_dump refuses a newer server); util-linux (flock, setpriv) is part of
+# the base image
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cron tini \
+    && apt-get install -y --no-install-recommends cron tini postgresql-client \
+    && pg_dump --version | grep -q ' 15\.' \
     && rm -rf /var/lib/apt/lists/* \
     # only our job: drop the distribution's periodic jobs, let cron's PAM session work unprivileged
     && rm -f /etc/cron.d/* /etc/cron.hourly/* /etc/cron.daily/* /etc/cron.weekly/* /etc/cron.monthly/* \
@@ -51,6 +55,7 @@ COPY --chmod=0644 crontab /etc/cron.d/coincap
 # named volume starts with these owners and the docs placeholder.
 RUN install -d -o coincap -g coincap -m 0750 \
         /var/lib/coincap/dlt /var/lib/coincap/dbt-target /var/lib/coincap/run \
+        /var/lib/coincap/backups \
     && install -d -o coincap -g coincap -m 0755 /var/lib/coincap/docs \
     && install -o coincap -g coincap -m 0644 docker/docs-placeholder.html /var/lib/coincap/docs/index.html \
     && chmod 0755 docker/*.sh scripts/*.sh

@@ -8,10 +8,14 @@
 #   2. gives the job a way to the container's stdout/stderr: two FIFOs in $COINCAP_JOB_DIR, owned by
 #      the job user, relayed by `cat` processes of this script. (A non-root job cannot open
 #      /proc/1/fd/1: /proc/<pid>/fd of a root process is not accessible to other users.)
-#   3. installs the job line with the schedule PIPELINE_SCHEDULE (five cron fields, checked by
-#      docker/valid-schedule.sh, which `coincap-elt doctor` runs too; default
-#      '*/5 * * * *'; anything else stops the container with one `error:` line): the schedule
-#      fields of the job line in $COINCAP_CRONTAB are rewritten, the command stays the repo's;
+#   3. installs the job lines with their schedules: the cycle's (the line running run_pipeline.sh)
+#      on PIPELINE_SCHEDULE (default '*/5 * * * *'), the backup's (the line running
+#      `coincap-elt backup`) on BACKUP_SCHEDULE (default '30 3 * * *', daily at 03:30 UTC). Both
+#      are five cron fields, checked by docker/valid-schedule.sh, which `coincap-elt doctor` runs
+#      too; anything else stops the container with one `error:` line naming the variable. Only the
+#      schedule fields of the lines in $COINCAP_CRONTAB are rewritten, the commands stay the
+#      repo's. BACKUP_SCHEDULE is handed to the jobs with its default filled in: a cycle then
+#      knows backups are scheduled and alerts when the newest is too old;
 #   4. optionally starts one cycle at once (COINCAP_RUN_ON_START, default true), so the warehouse
 #      and the health check do not wait for the first tick.
 # If cron or a relay dies, the container stops (non-zero) and its restart policy brings it back.
@@ -28,6 +32,7 @@ CRONTAB_FILE="${COINCAP_CRONTAB:-/etc/cron.d/coincap}"
 RUN_DIR="${COINCAP_RUN_DIR:-$APP_DIR/data}"
 STOP_TIMEOUT="${COINCAP_STOP_TIMEOUT:-540}"
 SCHEDULE="${PIPELINE_SCHEDULE:-*/5 * * * *}"
+export BACKUP_SCHEDULE="${BACKUP_SCHEDULE:-30 3 * * *}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf '%(%Y-%m-%dT%H:%M:%SZ)T entrypoint: %s\n' -1 "$*" >&2; }
@@ -40,10 +45,11 @@ as_job_user() {
     setpriv --reuid="$JOB_USER" --regid="$JOB_USER" --init-groups -- "$@"
 }
 
-# The job line of the crontab with its five schedule fields replaced; the command, the user and
-# every variable line stay as the repo's crontab has them. Root-owned, 0644, replaced atomically.
+# The job lines of the crontab with their five schedule fields replaced (the cycle's with SCHEDULE,
+# the backup's with BACKUP_SCHEDULE); the commands, the user and every variable line stay as the
+# repo's crontab has them. Root-owned, 0644, replaced atomically.
 install_schedule() {
-  local line jobs=0 tmp
+  local line cycles=0 backups=0 tmp when
   local -a fields lines out=()
   mapfile -t lines <"$CRONTAB_FILE"
   for line in "${lines[@]}"; do
@@ -53,11 +59,18 @@ install_schedule() {
     fi
     read -r -a fields <<<"$line"
     ((${#fields[@]} >= 7)) || die "$CRONTAB_FILE: not a cron job line: $line"
+    if [[ "$line" == *run_pipeline.sh* ]]; then
+      when="$SCHEDULE" cycles=$((cycles + 1))
+    elif [[ "$line" == *" ingest.cli backup"* ]]; then
+      when="$BACKUP_SCHEDULE" backups=$((backups + 1))
+    else
+      die "$CRONTAB_FILE: a job line that is neither the cycle nor the backup: $line"
+    fi
     # the command exactly as written: only the first five fields of the line's text are replaced
-    out+=("$SCHEDULE $(sed -E 's/^[[:space:]]*([^[:space:]]+[[:space:]]+){5}//' <<<"$line")")
-    jobs=$((jobs + 1))
+    out+=("$when $(sed -E 's/^[[:space:]]*([^[:space:]]+[[:space:]]+){5}//' <<<"$line")")
   done
-  ((jobs == 1)) || die "$CRONTAB_FILE must hold exactly one job line (found $jobs)"
+  ((cycles == 1 && backups == 1)) ||
+    die "$CRONTAB_FILE must hold exactly one cycle line and one backup line (found $cycles and $backups)"
   tmp="$(mktemp "$(dirname "$CRONTAB_FILE")/.coincap-schedule.XXXXXX")"
   printf '%s\n' "${out[@]}" >"$tmp"
   chown 0:0 "$tmp"
@@ -76,6 +89,9 @@ fi
 # the one definition of a valid schedule, shared with `coincap-elt doctor`
 if ! "$HERE/valid-schedule.sh" "$SCHEDULE"; then
   die "PIPELINE_SCHEDULE is '$SCHEDULE'; set five cron fields such as '*/5 * * * *'"
+fi
+if ! "$HERE/valid-schedule.sh" "$BACKUP_SCHEDULE"; then
+  die "BACKUP_SCHEDULE is '$BACKUP_SCHEDULE'; set five cron fields such as '30 3 * * *'"
 fi
 ((EUID == 0)) || die "start this container as root: cron needs it to run the job as $JOB_USER"
 getent passwd "$JOB_USER" >/dev/null || die "the job user $JOB_USER does not exist"
@@ -117,7 +133,7 @@ trap 'stopping=1' TERM INT
 
 /usr/sbin/cron -f &
 cron_pid=$!
-log "cron started (pid $cron_pid) with $CRONTAB_FILE, schedule '$SCHEDULE'; job user $JOB_USER"
+log "cron started (pid $cron_pid) with $CRONTAB_FILE, schedule '$SCHEDULE', backups '$BACKUP_SCHEDULE'; job user $JOB_USER"
 
 shutdown() {
   kill -TERM "$cron_pid" 2>/dev/null || true

@@ -34,6 +34,9 @@ DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 # would even remember the other checkout's DuckDB file). So the default here is per project.
 DEFAULT_DLT_DATA_DIR = "data/dlt"
 DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
+# docker/entrypoint.sh's default for BACKUP_SCHEDULE (daily, 03:30 UTC); unset outside the image
+DEFAULT_BACKUP_SCHEDULE = "30 3 * * *"
+DEFAULT_BACKUP_MAX_AGE_HOURS = 36
 # Where dbt_project/ and profiles/ are when COINCAP_HOME is not set: the checkout this package was
 # imported from (`make install` installs it in editable mode). The image sets COINCAP_HOME=/app.
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -73,6 +76,8 @@ class Settings:
     alert_webhook_url: str = ""
     docs_dir: Path | None = None  # DBT_DOCS_DIR: the static docs site, refreshed by each cycle
     dbt_target_path: Path = Path("dbt_project/target")
+    backup_schedule: str = ""  # BACKUP_SCHEDULE: empty when backups are not scheduled
+    backup_max_age_hours: int = DEFAULT_BACKUP_MAX_AGE_HOURS
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -103,6 +108,8 @@ class Settings:
             docs_dir=_path_or_none(env, "DBT_DOCS_DIR"),
             dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
             or home_from(env) / "dbt_project" / "target",
+            backup_schedule=backup_schedule_from(env),
+            backup_max_age_hours=backup_max_age_hours_from(env),
             secrets=secrets_from(env),
         )
 
@@ -195,6 +202,25 @@ def home_from(env: Mapping[str, str]) -> Path:
 def schedule_from(env: Mapping[str, str]) -> str:
     """PIPELINE_SCHEDULE as given (the container's entrypoint and `doctor` check its fields)."""
     return env.get("PIPELINE_SCHEDULE", "").strip() or DEFAULT_SCHEDULE
+
+
+def backup_schedule_from(env: Mapping[str, str]) -> str:
+    """BACKUP_SCHEDULE as given, empty when unset: backups are not scheduled (on a laptop; the
+    image's entrypoint sets its default, so in the container it is always set). Its five fields
+    are checked like PIPELINE_SCHEDULE's, by docker/valid-schedule.sh (entrypoint and doctor)."""
+    return env.get("BACKUP_SCHEDULE", "").strip()
+
+
+def backup_max_age_hours_from(env: Mapping[str, str]) -> int:
+    """BACKUP_MAX_AGE_HOURS: how old the newest backup may be before status warns and a cycle
+    alerts (default 36: a daily backup may miss once by a few hours)."""
+    hours = _whole_number(env, "BACKUP_MAX_AGE_HOURS", DEFAULT_BACKUP_MAX_AGE_HOURS, "hours")
+    if hours < 1:
+        raise ConfigError(
+            f"BACKUP_MAX_AGE_HOURS is {env['BACKUP_MAX_AGE_HOURS'].strip()!r}; "
+            "set it to a whole number of hours, 1 or more"
+        )
+    return hours
 
 
 def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -19,11 +19,13 @@ from typing import Any
 
 from ingest.alerts import redact
 from ingest.config import (
+    DEFAULT_BACKUP_SCHEDULE,
     DEFAULT_SCHEDULE,
     MISSING_KEY,
     ConfigError,
     Settings,
     api_key_from,
+    backup_schedule_from,
     home_from,
     pipelines_dir_from,
     schedule_from,
@@ -280,22 +282,27 @@ def _dbt_errors(errors: list[str]) -> Callable[[Any], None]:
 
 # --------------------------------------------------------------------------- 5. schedule
 def check_schedule(env: Mapping[str, str]) -> Result:
-    """PIPELINE_SCHEDULE, checked by the very script the container's entrypoint runs."""
-    schedule = schedule_from(env)
+    """PIPELINE_SCHEDULE, and BACKUP_SCHEDULE when set, checked by the very script the container's
+    entrypoint runs."""
     script = home_from(env) / "docker" / "valid-schedule.sh"
-    proc = subprocess.run(
-        ["bash", str(script), schedule], capture_output=True, text=True, timeout=30
-    )
-    if proc.returncode == 1:
-        return Result(
-            "schedule",
-            False,
-            f"PIPELINE_SCHEDULE is '{schedule}'; set five cron fields such as '{DEFAULT_SCHEDULE}'",
+    wanted = [("PIPELINE_SCHEDULE", schedule_from(env), DEFAULT_SCHEDULE)]
+    if backup_schedule_from(env):
+        wanted.append(("BACKUP_SCHEDULE", backup_schedule_from(env), DEFAULT_BACKUP_SCHEDULE))
+    found, wrong = [], []
+    for name, schedule, default in wanted:
+        proc = subprocess.run(
+            ["bash", str(script), schedule], capture_output=True, text=True, timeout=30
         )
-    if proc.returncode != 0:
-        return Result("schedule", False, f"{script} failed: {proc.stderr.strip()}")
-    default = " (the default)" if schedule == DEFAULT_SCHEDULE else ""
-    return Result("schedule", True, f"PIPELINE_SCHEDULE '{schedule}'{default}: five cron fields")
+        if proc.returncode == 1:
+            wrong.append(f"{name} is '{schedule}'; set five cron fields such as '{default}'")
+        elif proc.returncode != 0:
+            return Result("schedule", False, f"{script} failed: {proc.stderr.strip()}")
+        else:
+            note = " (the default)" if schedule == default else ""
+            found.append(f"{name} '{schedule}'{note}: five cron fields")
+    if wrong:
+        return Result("schedule", False, "; ".join(wrong))
+    return Result("schedule", True, "; ".join(found))
 
 
 # --------------------------------------------------------------------------- 6. the key

@@ -69,7 +69,7 @@ def parse_crontab(text: str) -> tuple[dict[str, str], list[tuple[str, str, str]]
 
 def test_crontab_parses_and_runs_the_cycle_every_five_minutes():
     variables, jobs = parse_crontab(CRONTAB.read_text())
-    assert len(jobs) == 1
+    assert len(jobs) == 2  # the cycle, then the backup
     schedule, user, command = jobs[0]
     assert croniter.is_valid(schedule)
     start = datetime(2026, 1, 1, 0, 1)
@@ -88,6 +88,25 @@ def test_crontab_parses_and_runs_the_cycle_every_five_minutes():
     assert variables["COINCAP_HOME"] == "/app" and "WORKDIR /app" in dockerfile
     # the entrypoint's first cycle at start runs the very same command
     assert f"'{command}'" in ENTRYPOINT.read_text()
+
+
+def test_crontab_makes_a_backup_daily_as_the_job_user_into_the_same_log():
+    _, jobs = parse_crontab(CRONTAB.read_text())
+    (_, _, cycle), (schedule, user, command) = jobs
+    it = croniter(schedule, datetime(2026, 1, 1, 0, 0))
+    fires = [it.get_next(datetime) for _ in range(3)]
+    assert fires[0] == datetime(2026, 1, 1, 3, 30)
+    assert all(b - a == timedelta(days=1) for a, b in zip(fires, fires[1:], strict=False))
+    assert user == JOB_USER
+    assert "-m ingest.cli backup" in command
+    assert "%" not in command
+    # the same environment file and the same relays to the container's stdout/stderr as a cycle
+    prefix, redirect = (
+        '. "$COINCAP_JOB_DIR/env" && ',
+        '>"$COINCAP_JOB_DIR/stdout" 2>"$COINCAP_JOB_DIR/stderr"',
+    )
+    assert command.startswith(prefix) and cycle.startswith(prefix)
+    assert command.endswith(redirect) and cycle.endswith(redirect)
 
 
 # --------------------------------------------------------------------------- the job user
@@ -230,6 +249,9 @@ def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
             "WAREHOUSE": "postgres",
             "POSTGRES_PASSWORD": "pipeline-pw",
             "DESTINATION__POSTGRES__CREDENTIALS__CONNECT_TIMEOUT": "15",
+            # the backup's settings, Metabase's application database included
+            "BACKUP_SCHEDULE": "30 3 * * *",
+            "METABASE_APP_DB_PASSWORD": "mb-app-pw",
             # other services' secrets and unrelated variables are not handed over
             "MB_ENCRYPTION_SECRET_KEY": "mb-secret",
             "METABASE_ADMIN_PASSWORD": "admin-secret",
@@ -257,15 +279,16 @@ def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
                 "-i",
                 "/bin/sh",
                 "-c",
-                f'. "{target}" && printf "%s|%s|%s|%s" "$COINCAP_API_KEY" "$WAREHOUSE" '
-                '"$POSTGRES_PASSWORD" "$DESTINATION__POSTGRES__CREDENTIALS__CONNECT_TIMEOUT"',
+                f'. "{target}" && printf "%s|%s|%s|%s|%s|%s" "$COINCAP_API_KEY" "$WAREHOUSE" '
+                '"$POSTGRES_PASSWORD" "$DESTINATION__POSTGRES__CREDENTIALS__CONNECT_TIMEOUT" '
+                '"$BACKUP_SCHEDULE" "$METABASE_APP_DB_PASSWORD"',
             ],
             capture_output=True,
             text=True,
             timeout=30,
         )
         assert shown.returncode == 0, shown.stderr
-        assert shown.stdout == f"{tricky}|postgres|pipeline-pw|15"
+        assert shown.stdout == f"{tricky}|postgres|pipeline-pw|15|30 3 * * *|mb-app-pw"
         # nobody else can read it
         other = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(target)],
@@ -358,7 +381,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
     if cron_running():
         pytest.skip("a cron daemon is already running on this machine; the test starts its own")
     variables, jobs = parse_crontab(CRONTAB.read_text())
-    schedule, user, command = jobs[0]
+    (schedule, user, command), (backup_schedule, _, backup_command) = jobs
     workdir = private_dir(job_user)
     job_dir = workdir / "job"
     name = f"coincap-stack-test-{uuid.uuid4().hex[:8]}"
@@ -377,7 +400,16 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
                     "COINCAP_JOB_DIR": str(job_dir),
                 }.items()
             ]
-            cron_file.write_text("\n".join([*lines, f"{schedule} {user} {command}", ""]))
+            cron_file.write_text(
+                "\n".join(
+                    [
+                        *lines,
+                        f"{schedule} {user} {command}",
+                        f"{backup_schedule} {user} {backup_command}",
+                        "",
+                    ]
+                )
+            )
             cron_file.chmod(0o644)
             env = {
                 **pipeline_env(workdir, job_python, fake.base_url),
@@ -388,6 +420,7 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
                 "COINCAP_RUN_ON_START": "false",  # the cycle must come from cron
                 "COINCAP_STOP_TIMEOUT": "120",
                 "PIPELINE_SCHEDULE": "* * * * *",
+                "BACKUP_SCHEDULE": "15 4 * * 0",
                 # never handed to the job
                 "MB_ENCRYPTION_SECRET_KEY": "mb-secret",
             }
@@ -406,14 +439,17 @@ def test_entrypoint_and_real_cron_daemon_run_a_cycle(cron_daemon, job_user, job_
                 assert proc.poll() is None, err_path.read_text()
                 time.sleep(0.5)
             installed_vars, installed = parse_crontab(cron_file.read_text())
-            assert installed == [("* * * * *", user, command)], installed
+            assert installed == [
+                ("* * * * *", user, command),
+                ("15 4 * * 0", user, backup_command),
+            ], installed
             assert installed_vars == parse_crontab(CRONTAB.read_text())[0] | {
                 "COINCAP_HOME": str(app_dir),
                 "COINCAP_JOB_DIR": str(job_dir),
             }
             info = cron_file.stat()
             assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o644
-            assert "schedule '* * * * *'" in err_path.read_text()
+            assert "schedule '* * * * *', backups '15 4 * * 0'" in err_path.read_text()
             deadline = time.monotonic() + 200  # the next minute tick, plus one cycle
             while time.monotonic() < deadline and not heartbeat.exists():
                 assert proc.poll() is None, err_path.read_text()
@@ -479,9 +515,19 @@ def test_entrypoint_with_arguments_runs_them_as_the_job_user(job_user):
 
 @needs_root
 @pytest.mark.parametrize(
-    "schedule", ["*/5 * * *", "61 * * * *", "*/0 * * * *", "@hourly", "every 5 minutes"]
+    ("variable", "schedule", "example"),
+    [
+        *(
+            ("PIPELINE_SCHEDULE", schedule, "*/5 * * * *")
+            for schedule in ("*/5 * * *", "61 * * * *", "*/0 * * * *", "@hourly", "every 5 minutes")
+        ),
+        *(
+            ("BACKUP_SCHEDULE", schedule, "30 3 * * *")
+            for schedule in ("30 3 * *", "30 24 * * *", "@daily", "daily")
+        ),
+    ],
 )
-def test_entrypoint_refuses_an_invalid_schedule(job_user, tmp_path, schedule):
+def test_entrypoint_refuses_an_invalid_schedule(job_user, tmp_path, variable, schedule, example):
     cron_file = tmp_path / "coincap"
     shutil.copy(CRONTAB, cron_file)
     before = cron_file.read_text()
@@ -494,7 +540,7 @@ def test_entrypoint_refuses_an_invalid_schedule(job_user, tmp_path, schedule):
             "COINCAP_JOB_USER": JOB_USER,
             "COINCAP_CRONTAB": str(cron_file),
             "COINCAP_JOB_DIR": str(tmp_path / "job"),
-            "PIPELINE_SCHEDULE": schedule,
+            variable: schedule,
         },
         timeout=30,
     )
@@ -502,8 +548,7 @@ def test_entrypoint_refuses_an_invalid_schedule(job_user, tmp_path, schedule):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].endswith(
-        f"entrypoint: error: PIPELINE_SCHEDULE is '{schedule}'; "
-        "set five cron fields such as '*/5 * * * *'"
+        f"entrypoint: error: {variable} is '{schedule}'; set five cron fields such as '{example}'"
     ), proc.stderr
     assert ISO_UTC_LINE.match(lines[0])
     # nothing was started or installed

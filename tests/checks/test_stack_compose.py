@@ -156,7 +156,8 @@ def test_health_order_volumes_and_grace(config):
 
 
 def test_least_privilege_between_services(config):
-    """Each service gets only its own secrets; the pipeline never sees Metabase's."""
+    """Each service gets only its own secrets; the pipeline never sees Metabase's admin or its
+    encryption key (only the application database's password: the backups include it)."""
     services = config["services"]
     values = example_values()
 
@@ -164,7 +165,11 @@ def test_least_privilege_between_services(config):
         env = services[service].get("environment", {})
         return {name for name in SECRETS if values[name] in env.values()}
 
-    assert secrets_of("runpipeline") == {"COINCAP_API_KEY", "PIPELINE_DB_PASSWORD"}
+    assert secrets_of("runpipeline") == {
+        "COINCAP_API_KEY",
+        "PIPELINE_DB_PASSWORD",
+        "METABASE_APP_DB_PASSWORD",
+    }
     assert secrets_of("metabase") == {"METABASE_APP_DB_PASSWORD", "MB_ENCRYPTION_SECRET_KEY"}
     assert secrets_of("metabase-provision") == {
         "METABASE_ADMIN_EMAIL",
@@ -199,3 +204,50 @@ def test_schedule_and_one_shot_health(config):
     assert "#PIPELINE_SCHEDULE=*/5 * * * *" in ENV_EXAMPLE.read_text()
     # the one-shot does not inherit the image's cron-heartbeat HEALTHCHECK
     assert services["metabase-provision"]["healthcheck"]["test"] == ["NONE"]
+
+
+def test_scheduled_backups_into_a_named_volume_with_metabases_database(config):
+    services = config["services"]
+    env = services["runpipeline"]["environment"]
+    # daily at 03:30 UTC by default, the entrypoint's default too; kept in the volume `backups`
+    assert env["BACKUP_SCHEDULE"] == "30 3 * * *"
+    assert "BACKUP_SCHEDULE:-30 3 * * *" in (REPO / "docker" / "entrypoint.sh").read_text()
+    assert env["BACKUP_DIR"] == "/var/lib/coincap/backups"
+    assert (env["BACKUP_KEEP_DAILY"], env["BACKUP_KEEP_WEEKLY"]) == ("7", "4")
+    assert env["BACKUP_MAX_AGE_HOURS"] == "36"
+    assert "backups" in config["volumes"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in services["runpipeline"]["volumes"]}
+    assert mounts["backups"] == env["BACKUP_DIR"]
+    # the image creates the directory for the job user (an empty named volume copies it) and
+    # points BACKUP_DIR there when run without compose
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "BACKUP_DIR=/var/lib/coincap/backups" in dockerfile
+    assert re.search(
+        r"install -d -o coincap -g coincap -m 0750[^&]*/var/lib/coincap/backups", dockerfile
+    )
+    # pg_dump of the warehouse's major version (pg_dump refuses a newer server)
+    warehouse_major = re.fullmatch(r"postgres:(\d+)\..*", services["warehouse"]["image"])[1]
+    assert "postgresql-client" in dockerfile and warehouse_major == "15"
+    assert "pg_dump --version | grep -q ' 15\\.'" in dockerfile
+    # Metabase's application database, as Metabase itself reaches it
+    mb = services["metabase"]["environment"]
+    assert env["METABASE_APP_DB_HOST"] == mb["MB_DB_HOST"] == "warehouse"
+    assert env["METABASE_APP_DB_PORT"] == mb["MB_DB_PORT"] == "5432"
+    assert env["METABASE_APP_DB_NAME"] == mb["MB_DB_DBNAME"] == "metabase"
+    assert env["METABASE_APP_DB_USER"] == mb["MB_DB_USER"] == "metabase_app"
+    assert (
+        env["METABASE_APP_DB_PASSWORD"]
+        == mb["MB_DB_PASS"]
+        == example_values()["METABASE_APP_DB_PASSWORD"]
+    )
+    # the cron job gets them: docker/job-env.sh's allowlist hands BACKUP_* and METABASE_APP_DB_*
+    job_env = (REPO / "docker" / "job-env.sh").read_text()
+    assert "BACKUP_[A-Z0-9_]+|METABASE_APP_DB_[A-Z0-9_]+" in job_env
+    example = ENV_EXAMPLE.read_text()
+    for line in (
+        "#BACKUP_SCHEDULE=30 3 * * *",
+        "#BACKUP_KEEP_DAILY=7",
+        "#BACKUP_KEEP_WEEKLY=4",
+        "#BACKUP_MAX_AGE_HOURS=36",
+    ):
+        assert line in example, line

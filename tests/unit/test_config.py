@@ -15,11 +15,15 @@ from ingest.coincap.settings import (
     REQUEST_TIMEOUT_S,
 )
 from ingest.config import (
+    DEFAULT_BACKUP_MAX_AGE_HOURS,
+    DEFAULT_BACKUP_SCHEDULE,
     DEFAULT_SCHEDULE,
     MISSING_KEY,
     ConfigError,
     Settings,
     asset_ids_from,
+    backup_max_age_hours_from,
+    backup_schedule_from,
     home_from,
     schedule_from,
     secrets_from,
@@ -337,3 +341,33 @@ def test_a_duckdb_file_not_created_yet_does_not_exist_and_a_server_is_assumed(
     (in_tmp / "data" / "warehouse.duckdb").touch()
     assert duckdb.exists()
     assert Settings.from_env(POSTGRES).warehouse.exists()
+
+
+# --------------------------------------------------------------------------- backups
+def test_backups_are_unscheduled_by_default_with_a_36_hour_limit() -> None:
+    settings = Settings.from_env({})
+    assert settings.backup_schedule == ""
+    assert settings.backup_max_age_hours == DEFAULT_BACKUP_MAX_AGE_HOURS == 36
+    assert DEFAULT_BACKUP_SCHEDULE == "30 3 * * *"  # docker/entrypoint.sh's default
+
+
+def test_backup_schedule_and_max_age_are_read_stripped() -> None:
+    settings = Settings.from_env({"BACKUP_SCHEDULE": " 0 2 * * * ", "BACKUP_MAX_AGE_HOURS": " 50 "})
+    assert settings.backup_schedule == "0 2 * * *"
+    assert settings.backup_max_age_hours == 50
+    assert backup_schedule_from({"BACKUP_SCHEDULE": "  "}) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "BACKUP_MAX_AGE_HOURS is '0'; set it to a whole number of hours, 1 or more"),
+        ("1.5", "BACKUP_MAX_AGE_HOURS is '1.5'; set it to a whole number of hours"),
+        ("-3", "BACKUP_MAX_AGE_HOURS is '-3'; set it to a whole number of hours"),
+        ("a day", "BACKUP_MAX_AGE_HOURS is 'a day'; set it to a whole number of hours"),
+    ],
+)
+def test_a_wrong_backup_max_age_is_refused_naming_the_variable(value: str, message: str) -> None:
+    assert refusal({"BACKUP_MAX_AGE_HOURS": value}) == message
+    with pytest.raises(ConfigError):
+        backup_max_age_hours_from({"BACKUP_MAX_AGE_HOURS": value})

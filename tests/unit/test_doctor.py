@@ -19,6 +19,7 @@ from ingest.doctor import (
     _spent,
     check_api_key,
     check_directory,
+    check_schedule,
     check_variables,
     check_warehouse,
 )
@@ -205,3 +206,30 @@ def test_a_check_that_breaks_is_its_own_fail_line() -> None:
         "dbt", False, "the check itself failed: unexpected state"
     )
     assert _guarded("dbt", lambda: Result("dbt", True, "fine")) == Result("dbt", True, "fine")
+
+
+# --------------------------------------------------------------------------- the schedules
+# check_schedule runs docker/valid-schedule.sh, the entrypoint's own check (bash, no warehouse)
+def test_backup_schedule_is_checked_only_when_set() -> None:
+    assert check_schedule({}) == Result(
+        "schedule", True, "PIPELINE_SCHEDULE '*/5 * * * *' (the default): five cron fields"
+    )
+    assert check_schedule({"BACKUP_SCHEDULE": "30 3 * * *"}) == Result(
+        "schedule",
+        True,
+        "PIPELINE_SCHEDULE '*/5 * * * *' (the default): five cron fields; "
+        "BACKUP_SCHEDULE '30 3 * * *' (the default): five cron fields",
+    )
+
+
+@pytest.mark.parametrize("schedule", ["30 3 * *", "30 25 * * *", "@daily"])
+def test_a_wrong_backup_schedule_fails_naming_the_variable(schedule: str) -> None:
+    assert check_schedule({"BACKUP_SCHEDULE": schedule}) == Result(
+        "schedule",
+        False,
+        f"BACKUP_SCHEDULE is '{schedule}'; set five cron fields such as '30 3 * * *'",
+    )
+    both = check_schedule({"BACKUP_SCHEDULE": schedule, "PIPELINE_SCHEDULE": "* * *"})
+    assert not both.ok
+    assert both.detail.startswith("PIPELINE_SCHEDULE is '* * *';")
+    assert f"; BACKUP_SCHEDULE is '{schedule}';" in both.detail
