@@ -96,6 +96,39 @@ def notify_once(settings: Settings, topic: str, period: str, text: str) -> None:
         path.write_text(period + "\n")
 
 
+def announce_change(settings: Settings, topic: str, state: str, text: str) -> None:
+    """A state-change alert beside the cycle's (the backups': ingest/backup_watch.py): `text`
+    goes out when `state` ("ok" or a problem) differs from the last one announced for `topic`,
+    kept in $COINCAP_RUN_DIR/alert_state_<topic> (no file: ok). Without ALERT_WEBHOOK_URL the
+    state is only remembered; when the webhook fails the old state stays, so the next report
+    tries again."""
+    path = settings.run_dir / f"{STATE_FILE}_{topic}"
+    previous = {"state": "ok", "since": ""}
+    try:
+        read = json.loads(path.read_text())
+        if isinstance(read, dict) and isinstance(read.get("state"), str):
+            previous = read
+    except (OSError, ValueError):
+        pass
+    if state == previous["state"]:
+        return
+    url = settings.alert_webhook_url
+    if url:
+        where = f"CoinCap ELT ({settings.warehouse.engine} on {socket.gethostname()})"
+        if state == "ok":
+            since = f" since {previous['since']}" if previous.get("since") else ""
+            message = f":large_green_circle: {where}: {text} (was {previous['state']}{since})."
+        else:
+            message = f":red_circle: {where}: {text}"
+        if not _post(url, redact(message, limit=600)):
+            return
+        logger.info("alert sent: %s %s (was %s)", topic, state, previous["state"])
+    now = datetime.now().astimezone().isoformat(timespec="seconds")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"state": state, "since": now}) + "\n")
+    tmp.replace(path)
+
+
 def _message(state: str, previous: dict[str, str], detail: str, warehouse: str) -> str:
     where = f"CoinCap ELT ({warehouse} on {socket.gethostname()})"
     if state == "failed":

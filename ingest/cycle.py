@@ -111,7 +111,8 @@ def _record(
     dbt: DbtOutcome | None,
     failed_step: str | None,
 ) -> None:
-    """The run log and the alert; they never change the cycle's outcome."""
+    """The run log, the alert and the backups' age check; they never change the cycle's
+    outcome."""
     from ingest.runlog import record_run
 
     try:
@@ -122,3 +123,7 @@ def _record(
             type(exc).__name__,
             str(exc).splitlines()[0][:200] if str(exc) else "",
         )
+    # the newest backup's age, when backups are scheduled: one alert per stale episode
+    from ingest.backup_watch import watch
+
+    watch(settings)

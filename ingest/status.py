@@ -80,6 +80,7 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
     month = month_credits(now, runs)
     heartbeat = _heartbeat(run_dir)
     alert = last_state(run_dir)
+    backup = _backup(settings, now)
     return {
         "checked_at": _iso(now),
         "warehouse": settings.warehouse.engine,
@@ -104,6 +105,7 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
             "has_pace": month.has_pace,
             "monthly_allowance": settings.monthly_credits,
         },
+        "backup": backup,
     }
 
 
@@ -239,6 +241,20 @@ def _pending_packages(settings: Settings) -> dict[str, list[str]]:
     return pending
 
 
+def _backup(settings: Settings, now: datetime) -> dict[str, Any]:
+    """The newest backup in BACKUP_DIR, its age and whether it is too old (ingest/backup_watch.py:
+    the same verdict as the cycles' alert)."""
+    from ingest.backup_watch import current
+
+    try:
+        return current(settings, now).as_json()
+    except OSError as exc:
+        raise StatusError(
+            f"the backup directory {settings.backup_dir} could not be read ({_first_line(exc)}); "
+            "check BACKUP_DIR"
+        ) from exc
+
+
 # --------------------------------------------------------------------------- the terminal
 def render(report: dict[str, Any]) -> str:
     """The report as lines for a terminal (or a cron mail): plain text, no colours."""
@@ -253,6 +269,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_render_pending(report["pending_packages"]),
         *_render_gaps(report["gaps"]),
+        *_render_backup(report["backup"], now),
         *_render_credits(report["credits"]),
     ]
     return "\n".join(lines)
@@ -337,6 +354,22 @@ def _render_credits(spend: dict[str, Any]) -> list[str]:
         f"CoinCap credits: {spend['used_this_month']:,} this month ({spend['month']}, UTC), "
         f"about {spend['projected_month_end']:,} by month end{pace}; {plan}{over}"
     ]
+
+
+def _render_backup(backup: dict[str, Any], now: datetime) -> list[str]:
+    schedule = (
+        f"scheduled '{backup['schedule']}' UTC, at most {backup['max_age_hours']} h old"
+        if backup["schedule"]
+        else "not scheduled here (BACKUP_SCHEDULE unset)"
+    )
+    if backup["newest_path"]:
+        newest = f"{backup['newest_path']}, made {_when(backup['newest_at'], now, '')}"
+    else:
+        newest = "none yet"
+    lines = [f"Newest backup: {newest}; {schedule}"]
+    if backup["warning"]:
+        lines.append(f"warning: {backup['warning']}")
+    return lines
 
 
 # --------------------------------------------------------------------------- small helpers

@@ -99,6 +99,16 @@ REPORT: dict[str, Any] = {
         "has_pace": True,
         "monthly_allowance": 25000,
     },
+    "backup": {
+        "newest_path": "/var/lib/coincap/backups/coincap-duckdb-20261204T033000Z.tar.gz",
+        "newest_at": "2026-05-15T03:30:00Z",
+        "newest_age_s": 30600,
+        "schedule": "30 3 * * *",
+        "max_age_hours": 36,
+        "watching_since": "2026-05-01T00:00:00Z",
+        "stale": False,
+        "warning": None,
+    },
 }
 # what collect() returns for a warehouse no cycle has reached yet
 EMPTY: dict[str, Any] = {
@@ -122,6 +132,16 @@ EMPTY: dict[str, Any] = {
         "projected_month_end": 0,
         "has_pace": False,
         "monthly_allowance": None,
+    },
+    "backup": {
+        "newest_path": None,
+        "newest_at": None,
+        "newest_age_s": None,
+        "schedule": None,
+        "max_age_hours": 36,
+        "watching_since": None,
+        "stale": False,
+        "warning": None,
     },
 }
 
@@ -234,9 +254,35 @@ def test_a_new_warehouse_says_what_is_missing_and_what_to_do() -> None:
         "",
         "Pending load packages: none",
         "Holes in the series: not built yet (marts.fct_asset_price_gaps)",
+        "Newest backup: none yet; not scheduled here (BACKUP_SCHEDULE unset)",
         "CoinCap credits: 0 this month (2026-05, UTC), about 0 by month end (a projection "
         "needs two cycles in 24 hours); no plan set (COINCAP_MONTHLY_CREDITS)",
     ]
+
+
+def test_the_newest_backup_is_shown_with_its_age_and_the_schedule() -> None:
+    assert render(REPORT).splitlines()[-2] == (
+        "Newest backup: /var/lib/coincap/backups/coincap-duckdb-20261204T033000Z.tar.gz, made "
+        "2026-05-15T03:30:00Z (8 h 30 min ago); scheduled '30 3 * * *' UTC, at most 36 h old"
+    )
+
+
+def test_a_stale_backup_is_a_warning_line_after_it() -> None:
+    text = (
+        "the newest backup, coincap-duckdb-20261204T033000Z.tar.gz, is 56 h old "
+        "(BACKUP_MAX_AGE_HOURS is 36); check `docker compose logs runpipeline` for the backup's "
+        "error"
+    )
+    report = copy.deepcopy(REPORT)
+    report["backup"].update(newest_at="2026-05-13T03:30:00Z", stale=True, warning=text)
+    lines = render(report).splitlines()
+    assert lines[-3].startswith("Newest backup: ") and "(2 d 8 h ago)" in lines[-3]
+    assert lines[-2] == f"warning: {text}"
+    scheduled_none = copy.deepcopy(EMPTY)
+    scheduled_none["backup"].update(schedule="30 3 * * *", watching_since="2026-05-15T00:00:00Z")
+    assert render(scheduled_none).splitlines()[-2] == (
+        "Newest backup: none yet; scheduled '30 3 * * *' UTC, at most 36 h old"
+    )
 
 
 def test_a_built_series_without_holes_says_none() -> None:
