@@ -232,6 +232,7 @@ def base_env(tmp: Path) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "DLT_DATA_DIR": str(tmp / "dlt"),
         "COINCAP_RUN_DIR": str(tmp / "run"),
+        "BACKUP_DIR": str(tmp / "backups"),
         "DBT_TARGET_PATH": str(tmp / "dbt_target"),
         "DBT_LOG_PATH": str(tmp / "dbt_logs"),
         # never a developer's .env from the repo root: each caller sets exactly what it means

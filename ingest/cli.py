@@ -6,6 +6,8 @@ coincap-elt status [--json]            the last cycles, freshness, holes, credit
 coincap-elt doctor [--check-key]       check the configuration without spending credits
 coincap-elt metabase                   set up Metabase: warehouse, dashboard, dbt's docs
 coincap-elt docs [--port 8080]         the dbt docs site of this warehouse, on localhost
+coincap-elt backup [--list]            one archive of the warehouse and the state, in BACKUP_DIR
+coincap-elt restore PATH [--yes]       put a backup back (asks first; a safety backup before)
 """
 
 from __future__ import annotations
@@ -96,6 +98,38 @@ def main(argv: list[str] | None = None) -> int:
         "Ctrl-C. The warehouse must exist: run a cycle first. Exit 1 when it does not.",
     )
     docs.add_argument("--port", type=int, default=8080, help="the local port (default 8080)")
+    backup = commands.add_parser(
+        "backup",
+        help="one consistent archive of the warehouse, dlt's state and the run state",
+        description="Writes coincap-<engine>-<UTC time>.tar.gz into BACKUP_DIR: the warehouse "
+        "(DuckDB: a copy; PostgreSQL: pg_dump of raw, staging, marts and ops), dlt's pipelines "
+        "directory, the run directory's state and, when METABASE_APP_DB_NAME is set, Metabase's "
+        "application database, with a manifest (version, engine, time, size, row counts, "
+        "fingerprint). Holds the cycle lock only while it copies. Then deletes the archives "
+        "BACKUP_KEEP_DAILY and BACKUP_KEEP_WEEKLY do not keep (never the newest that verifies). "
+        "Prints the archive's path last. Exit 0 done; 1 with one `error:` line.",
+    )
+    backup.add_argument(
+        "--list",
+        action="store_true",
+        help="list the archives in BACKUP_DIR: time, age, size, whether the manifest verifies",
+    )
+    restore = commands.add_parser(
+        "restore",
+        help="put a backup back: warehouse, dlt's state, run state (and Metabase's database)",
+        description="Verifies the archive first (a truncated or altered one is refused, nothing "
+        "changed), then under the cycle lock: asks before replacing a warehouse that has data "
+        "(without a terminal, --yes is required), takes a safety backup of the current state "
+        "(name ending -pre-restore), restores the warehouse, dlt's state, the run state and "
+        "Metabase's application database when the archive holds it (stop the metabase "
+        "service first), and checks row counts and fingerprint against the manifest. The next "
+        "cycle fills the gap since the backup from CoinCap's history. Exit 0 done; 1 with one "
+        "`error:` line.",
+    )
+    restore.add_argument("path", help="the archive (coincap-<engine>-<time>.tar.gz)")
+    restore.add_argument(
+        "--yes", action="store_true", help="go on without asking (required without a terminal)"
+    )
     args = parser.parse_args(argv)
     return run_command(args)
 
@@ -149,6 +183,10 @@ def run_command(args: argparse.Namespace) -> int:
         from ingest.status import main as status_main
 
         return status_main(settings, as_json=args.json)
+    if args.command in ("backup", "restore"):
+        from ingest.backup import main as backup_main
+
+        return backup_main(settings, args)
     if args.command == "docs":
         from ingest.transform import serve_docs
 

@@ -33,6 +33,9 @@ DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 # ~/.dlt, shared by every checkout of the same user: two checkouts would share state (and dlt
 # would even remember the other checkout's DuckDB file). So the default here is per project.
 DEFAULT_DLT_DATA_DIR = "data/dlt"
+DEFAULT_BACKUP_DIR = "data/backups"
+DEFAULT_BACKUP_KEEP_DAILY = 7
+DEFAULT_BACKUP_KEEP_WEEKLY = 4
 DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
 # docker/entrypoint.sh's default for BACKUP_SCHEDULE (daily, 03:30 UTC); unset outside the image
 DEFAULT_BACKUP_SCHEDULE = "30 3 * * *"
@@ -62,6 +65,18 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class MetabaseAppDb:
+    """Metabase's application database (METABASE_APP_DB_*), which `coincap-elt backup` dumps
+    beside the warehouse when METABASE_APP_DB_NAME is set."""
+
+    host: str
+    port: str
+    database: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     api_key: str  # empty when unset: `require_api_key()` refuses then (the run log still runs)
     base_url: str
@@ -76,6 +91,10 @@ class Settings:
     alert_webhook_url: str = ""
     docs_dir: Path | None = None  # DBT_DOCS_DIR: the static docs site, refreshed by each cycle
     dbt_target_path: Path = Path("dbt_project/target")
+    backup_dir: Path = Path(DEFAULT_BACKUP_DIR)  # BACKUP_DIR: `coincap-elt backup` writes here
+    backup_keep_daily: int = DEFAULT_BACKUP_KEEP_DAILY
+    backup_keep_weekly: int = DEFAULT_BACKUP_KEEP_WEEKLY
+    metabase_app_db: MetabaseAppDb | None = None  # backed up too when METABASE_APP_DB_NAME is set
     backup_schedule: str = ""  # BACKUP_SCHEDULE: empty when backups are not scheduled
     backup_max_age_hours: int = DEFAULT_BACKUP_MAX_AGE_HOURS
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -108,6 +127,14 @@ class Settings:
             docs_dir=_path_or_none(env, "DBT_DOCS_DIR"),
             dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
             or home_from(env) / "dbt_project" / "target",
+            backup_dir=backup_dir_from(env),
+            backup_keep_daily=_whole_number(
+                env, "BACKUP_KEEP_DAILY", DEFAULT_BACKUP_KEEP_DAILY, "daily backups to keep"
+            ),
+            backup_keep_weekly=_whole_number(
+                env, "BACKUP_KEEP_WEEKLY", DEFAULT_BACKUP_KEEP_WEEKLY, "weekly backups to keep"
+            ),
+            metabase_app_db=metabase_app_db_from(env),
             backup_schedule=backup_schedule_from(env),
             backup_max_age_hours=backup_max_age_hours_from(env),
             secrets=secrets_from(env),
@@ -191,6 +218,43 @@ def pipelines_dir_from(env: Mapping[str, str]) -> Path:
 def run_dir_from(env: Mapping[str, str]) -> Path:
     """COINCAP_RUN_DIR: the cycle lock, the heartbeat, the alert and quota states."""
     return Path(env.get("COINCAP_RUN_DIR", "").strip() or "data").resolve()
+
+
+def backup_dir_from(env: Mapping[str, str]) -> Path:
+    """BACKUP_DIR: where `coincap-elt backup` writes its archives (relative to COINCAP_HOME)."""
+    value = Path(env.get("BACKUP_DIR", "").strip() or DEFAULT_BACKUP_DIR)
+    return (value if value.is_absolute() else home_from(env) / value).resolve()
+
+
+def metabase_app_db_from(env: Mapping[str, str]) -> MetabaseAppDb | None:
+    """Metabase's application database, when METABASE_APP_DB_NAME is set: its user
+    (METABASE_APP_DB_USER, default metabase_app, as docker/warehouse-init creates it), password,
+    host and port (METABASE_APP_DB_HOST/PORT, default POSTGRES_HOST/PORT)."""
+    name = env.get("METABASE_APP_DB_NAME", "").strip()
+    if not name:
+        return None
+    password = env.get("METABASE_APP_DB_PASSWORD", "")
+    if not password:
+        raise ConfigError(
+            "METABASE_APP_DB_NAME is set but METABASE_APP_DB_PASSWORD is not; set it (the "
+            "password of Metabase's application database) or unset METABASE_APP_DB_NAME"
+        )
+    port = (
+        env.get("METABASE_APP_DB_PORT", "").strip()
+        or env.get("POSTGRES_PORT", "").strip()
+        or "5432"
+    )
+    if not (port.isascii() and port.isdigit()):
+        raise ConfigError(f"METABASE_APP_DB_PORT is {port!r}; set it to a number")
+    return MetabaseAppDb(
+        host=env.get("METABASE_APP_DB_HOST", "").strip()
+        or env.get("POSTGRES_HOST", "").strip()
+        or "localhost",
+        port=port,
+        database=name,
+        username=env.get("METABASE_APP_DB_USER", "").strip() or "metabase_app",
+        password=password,
+    )
 
 
 def home_from(env: Mapping[str, str]) -> Path:

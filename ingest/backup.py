@@ -1,0 +1,703 @@
+"""`coincap-elt backup` and `coincap-elt restore`: one archive holds what a deployment needs to
+come back.
+
+An archive `coincap-<engine>-<YYYYmmddTHHMMSSZ>[-suffix].tar.gz` (UTC; the restore's safety
+backup carries `-pre-restore`) in BACKUP_DIR holds:
+
+- `manifest.json` first: the project's version, the engine, the time, the size, each member's
+  size and SHA-256, per-table row counts and hashes and the content fingerprint over them;
+- `warehouse/warehouse.duckdb` (a copy taken after a CHECKPOINT under the cycle lock) or
+  `warehouse/warehouse.dump` (`pg_dump -Fc` of the schemas raw, staging, marts and ops, from a
+  snapshot exported under the cycle lock);
+- `dlt/pipelines/...`: dlt's pipelines directory (DLT_DATA_DIR/pipelines), whose state matches
+  raw._dlt_pipeline_state in the same archive;
+- `run/...`: the run directory's state (last_success, alert_state*, coincap_quota.json; not the
+  lock);
+- `metabase/metabase.dump` when METABASE_APP_DB_NAME is set: Metabase's application database.
+
+The cycle lock is held only while the copy (DuckDB) or the snapshot (PostgreSQL) and the state
+files are taken; compressing and hashing happen outside it. An archive is written under a hidden
+temporary name in BACKUP_DIR, fsynced, then renamed: a complete name is always a complete archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ingest.logs import first_line
+
+if TYPE_CHECKING:
+    from ingest.config import MetabaseAppDb, Settings
+
+logger = logging.getLogger("backup")
+
+ARCHIVE_PATTERN = re.compile(
+    r"^coincap-(?P<engine>duckdb|postgres)-(?P<stamp>\d{8}T\d{6}Z)(?P<suffix>-[a-z0-9-]+)?"
+    r"\.tar\.gz$"
+)
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+SAFETY_SUFFIX = "-pre-restore"
+MANIFEST = "manifest.json"
+FORMAT = 1
+SCHEMAS = ("raw", "staging", "marts", "ops")
+WAREHOUSE_MEMBER = {"duckdb": "warehouse/warehouse.duckdb", "postgres": "warehouse/warehouse.dump"}
+METABASE_MEMBER = "metabase/metabase.dump"
+DLT_PREFIX = "dlt/pipelines"
+RUN_PREFIX = "run"
+# the run directory's state: the heartbeat, the alert states, CoinCap's quota (never the lock)
+RUN_STATE = re.compile(r"^(last_success|coincap_quota\.json|alert_state(_[A-Za-z0-9_.-]+)?)$")
+PG_CLIENT_HELP = (
+    "install postgresql-client of the server's major version (15 for the compose warehouse; "
+    "Debian: apt-get install postgresql-client-15)"
+)
+# pg_restore's list entries that are grants: restored apart, a missing role only warns
+_ACL_ENTRY = re.compile(r"^\d+; \d+ \d+ (ACL|DEFAULT ACL) ")
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot go on. Its message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    path: Path
+    created_at: datetime  # UTC, from the name
+    size_bytes: int
+
+    @property
+    def engine(self) -> str:
+        match = ARCHIVE_PATTERN.match(self.path.name)
+        return match["engine"] if match else ""
+
+
+@dataclass
+class RestoreReport:
+    path: Path
+    safety_backup: Path | None
+    tables: int
+    next_cycle: str
+    warnings: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ names
+def archive_name(engine: str, created_at: datetime, suffix: str = "") -> str:
+    return f"coincap-{engine}-{created_at.astimezone(UTC).strftime(STAMP_FORMAT)}{suffix}.tar.gz"
+
+
+def parse_name(name: str) -> tuple[str, datetime, str] | None:
+    """(engine, UTC time, suffix) of an archive's file name; None for any other name."""
+    match = ARCHIVE_PATTERN.match(name)
+    if not match:
+        return None
+    try:
+        created = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return match["engine"], created, match["suffix"] or ""
+
+
+def list_backups(backup_dir: Path) -> list[BackupInfo]:
+    """The archives in `backup_dir`, newest first, from their names alone (nothing is opened)."""
+    found = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for path in Path(backup_dir).iterdir():
+            parsed = parse_name(path.name)
+            if parsed is None or not path.is_file():
+                continue
+            found.append(BackupInfo(path, parsed[1], path.stat().st_size))
+    return sorted(found, key=lambda b: (b.created_at, b.path.name), reverse=True)
+
+
+def newest_backup(backup_dir: Path) -> BackupInfo | None:
+    backups = list_backups(backup_dir)
+    return backups[0] if backups else None
+
+
+# ------------------------------------------------------------------ verification
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest (the archive's first member). Raises BackupError (one line)."""
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            member = tar.next()
+            if member is None or member.name != MANIFEST or not member.isfile():
+                raise BackupError(f"{path.name} has no {MANIFEST} first: not a coincap backup")
+            handle = tar.extractfile(member)
+            assert handle is not None
+            manifest = json.loads(handle.read())
+    except BackupError:
+        raise
+    except FileNotFoundError as exc:
+        raise BackupError(f"{path} does not exist") from exc
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
+        raise BackupError(f"{path.name} is not a readable archive ({first_line(exc)})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{path.name}: its manifest is not format {FORMAT}")
+    return manifest
+
+
+def verify(path: Path) -> str | None:
+    """None when the archive is whole and every member matches its manifest (size and SHA-256);
+    otherwise the one-line reason (truncated, altered, missing or extra member)."""
+    path = Path(path)
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST or not first.isfile():
+                return f"{path.name} has no {MANIFEST} first: not a coincap backup"
+            handle = tar.extractfile(first)
+            assert handle is not None
+            manifest = json.loads(handle.read())
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                return f"{path.name}: its manifest is not format {FORMAT}"
+            expected: dict[str, dict[str, Any]] = dict(manifest.get("members", {}))
+            for member in tar:
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    return f"{path.name}: unexpected member {member.name} (not a regular file)"
+                want = expected.pop(member.name, None)
+                if want is None:
+                    return f"{path.name}: member {member.name} is not in the manifest"
+                handle = tar.extractfile(member)
+                assert handle is not None
+                digest, size = _sha256(handle)
+                if size != want.get("bytes") or digest != want.get("sha256"):
+                    return f"{path.name}: member {member.name} differs from its manifest (altered)"
+            if expected:
+                return f"{path.name}: {len(expected)} member(s) missing, e.g. {min(expected)}"
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
+        return f"{path.name} is truncated or corrupt ({first_line(exc) or type(exc).__name__})"
+    return None
+
+
+def _sha256(handle: Any) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+# ------------------------------------------------------------------ retention
+def plan_retention(
+    backups: Sequence[BackupInfo], keep_daily: int, keep_weekly: int, last_good: Path | None
+) -> set[Path]:
+    """The archives to keep: the newest of each of the last `keep_daily` days that have one, the
+    newest of each of the last `keep_weekly` ISO weeks that have one, and `last_good` (the newest
+    archive that verifies), whatever the rules say. `backups` are the matching files only."""
+    keep: set[Path] = {last_good} if last_good is not None else set()
+    days: list[date] = []
+    weeks: list[tuple[int, int]] = []
+    for backup in sorted(backups, key=lambda b: (b.created_at, b.path.name), reverse=True):
+        day = backup.created_at.date()
+        week = tuple(backup.created_at.isocalendar())[:2]
+        if day not in days and len(days) < keep_daily:
+            days.append(day)
+            keep.add(backup.path)
+        if week not in weeks and len(weeks) < keep_weekly:
+            weeks.append(week)  # type: ignore[arg-type]
+            keep.add(backup.path)
+    return keep
+
+
+def prune(settings: Settings, last_good: Path | None = None) -> list[Path]:
+    """Applies BACKUP_KEEP_DAILY and BACKUP_KEEP_WEEKLY in BACKUP_DIR; returns what it deleted.
+    Only files whose names match ARCHIVE_PATTERN are ever considered."""
+    backups = list_backups(settings.backup_dir)
+    if last_good is None:
+        last_good = next((b.path for b in backups if verify(b.path) is None), None)
+    keep = plan_retention(
+        backups, settings.backup_keep_daily, settings.backup_keep_weekly, last_good
+    )
+    deleted = []
+    for backup in backups:
+        if backup.path not in keep:
+            backup.path.unlink(missing_ok=True)
+            deleted.append(backup.path)
+            logger.info("deleted %s (retention)", backup.path.name)
+    return deleted
+
+
+# ------------------------------------------------------------------ backup
+def create_backup(
+    settings: Settings, suffix: str = "", locked: bool = False, retention: bool = True
+) -> Path:
+    """One archive of the warehouse, dlt's state and the run state in BACKUP_DIR; returns its
+    path. `locked`: the caller already holds the cycle lock (the restore's safety backup).
+    Raises BackupError (one line); a failed backup leaves no file behind."""
+    backup_dir = settings.backup_dir
+    try:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"BACKUP_DIR {backup_dir} cannot be created ({exc.strerror})") from exc
+    engine = settings.warehouse.engine
+    staging = Path(tempfile.mkdtemp(prefix=".coincap-backup-", dir=backup_dir))
+    try:
+        created_at, tables, held, snapshot_note = _take_snapshot(settings, staging, locked)
+        if settings.metabase_app_db is not None:
+            _pg_dump_metabase(settings.metabase_app_db, staging / METABASE_MEMBER)
+        manifest = _manifest(settings, staging, created_at, tables, held)
+        manifest.update(snapshot_note)
+        name = archive_name(engine, created_at, suffix)
+        while (backup_dir / name).exists():  # two backups in the same second
+            created_at += timedelta(seconds=1)
+            name = archive_name(engine, created_at, suffix)
+        path = _write_archive(staging, manifest, backup_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    problem = verify(path)
+    if problem:
+        path.unlink(missing_ok=True)
+        raise BackupError(f"the archive just written does not verify ({problem}); nothing kept")
+    logger.info(
+        "backup %s: %s, %d table(s), %s rows",
+        path.name,
+        _human_size(path.stat().st_size),
+        len(tables),
+        f"{sum(t['rows'] for t in tables.values()):,}",
+    )
+    if retention:
+        prune(settings, last_good=path)
+    return path
+
+
+def _take_snapshot(
+    settings: Settings, staging: Path, locked: bool
+) -> tuple[datetime, dict[str, dict[str, Any]], float, dict[str, Any]]:
+    """The consistent part, under the cycle lock: the warehouse's copy (DuckDB) or snapshot
+    (PostgreSQL), dlt's pipelines and the run state. Returns the time, the tables' counts and
+    hashes, the seconds the lock was held and what goes into the manifest besides."""
+    from ingest.cycle import cycle_lock
+
+    if settings.warehouse.engine == "duckdb":
+        target = staging / WAREHOUSE_MEMBER["duckdb"]
+        with _held_lock(settings, locked, cycle_lock) as clock:
+            created_at = datetime.now(UTC).replace(microsecond=0)
+            _copy_duckdb(settings, target)
+            _copy_state(settings, staging)
+            held = clock()
+        logger.info("held the cycle lock for %.2f s", held)
+        return created_at, duckdb_tables(target), held, {}
+    conn = _pg_connect(settings)
+    try:
+        with _held_lock(settings, locked, cycle_lock) as clock:
+            created_at = datetime.now(UTC).replace(microsecond=0)
+            snapshot, schemas = _pg_export_snapshot(conn, settings)
+            _copy_state(settings, staging)
+            held = clock()
+        logger.info("held the cycle lock for %.2f s", held)
+        _pg_dump_warehouse(settings, snapshot, schemas, staging / WAREHOUSE_MEMBER["postgres"])
+        with conn.cursor() as cursor:
+            tables = postgres_tables(cursor)
+        return created_at, tables, held, {"schemas": schemas}
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _held_lock(settings: Settings, locked: bool, cycle_lock: Any) -> Iterator[Any]:
+    """The cycle lock (waiting for a running cycle), yielding a clock of the seconds held."""
+    if locked:
+        started = time.monotonic()
+        yield lambda: time.monotonic() - started
+        return
+    with cycle_lock(settings.run_dir) as free:
+        if free:
+            started = time.monotonic()
+            yield lambda: time.monotonic() - started
+            return
+    logger.info("a cycle is running; waiting for it to finish")
+    with cycle_lock(settings.run_dir, wait=True):
+        started = time.monotonic()
+        yield lambda: time.monotonic() - started
+
+
+def _copy_duckdb(settings: Settings, target: Path) -> None:
+    import duckdb
+
+    path = settings.warehouse.duckdb_path
+    if not path.exists():
+        raise BackupError(
+            f"the warehouse {path} (DUCKDB_PATH) does not exist; run a cycle first "
+            "(coincap-elt run) or point DUCKDB_PATH at the warehouse file"
+        )
+    try:
+        conn = duckdb.connect(str(path))
+        try:
+            conn.execute("CHECKPOINT")
+        finally:
+            conn.close()
+    except duckdb.Error as exc:
+        raise BackupError(
+            f"the warehouse {path} could not be opened ({first_line(exc)}); nothing was backed up"
+        ) from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+
+
+def _copy_state(settings: Settings, staging: Path) -> None:
+    """dlt's pipelines directory and the run directory's state files, as they are now."""
+    pipelines = settings.pipelines_dir
+    if pipelines.is_dir():
+        shutil.copytree(pipelines, staging / DLT_PREFIX, symlinks=False)
+    run = staging / RUN_PREFIX
+    run.mkdir(parents=True, exist_ok=True)
+    for path in run_state_files(settings.run_dir):
+        shutil.copyfile(path, run / path.name)
+
+
+def run_state_files(run_dir: Path) -> list[Path]:
+    with contextlib.suppress(FileNotFoundError):
+        return sorted(p for p in run_dir.iterdir() if RUN_STATE.match(p.name) and p.is_file())
+    return []
+
+
+def duckdb_tables(path: Path) -> dict[str, dict[str, Any]]:
+    """Per base table of the four schemas: its row count and an order-free hash of its rows."""
+    import duckdb
+
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        names = conn.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_type = 'BASE TABLE' and table_schema in ('raw', 'staging', 'marts', "
+            "'ops') order by 1, 2"
+        ).fetchall()
+        tables = {}
+        for schema, table in names:
+            rows, digest = conn.execute(
+                f'select count(*), coalesce(bit_xor(hash(t)), 0) from "{schema}"."{table}" t'
+            ).fetchone()
+            tables[f"{schema}.{table}"] = {"rows": int(rows), "hash": f"{int(digest):016x}"}
+        return tables
+    finally:
+        conn.close()
+
+
+def postgres_tables(cursor: Any) -> dict[str, dict[str, Any]]:
+    cursor.execute(
+        "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where c.relkind in ('r', 'p') and n.nspname in ('raw', 'staging', 'marts', 'ops') "
+        "order by 1, 2"
+    )
+    tables = {}
+    for schema, table in cursor.fetchall():
+        cursor.execute(
+            "select count(*), coalesce(bit_xor(('x' || left(md5(t::text), 16))::bit(64)::bigint),"
+            f' 0) from "{schema}"."{table}" t'
+        )
+        rows, digest = cursor.fetchone()
+        tables[f"{schema}.{table}"] = {
+            "rows": int(rows),
+            "hash": f"{int(digest) & (2**64 - 1):016x}",
+        }
+    return tables
+
+
+def fingerprint(tables: dict[str, dict[str, Any]]) -> str:
+    """The content fingerprint: SHA-256 over every table's name, row count and hash."""
+    text = "".join(f"{name}\t{t['rows']}\t{t['hash']}\n" for name, t in sorted(tables.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _manifest(
+    settings: Settings,
+    staging: Path,
+    created_at: datetime,
+    tables: dict[str, dict[str, Any]],
+    held: float | None,
+    partial: str | None = None,
+) -> dict[str, Any]:
+    members = {}
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        with open(path, "rb") as handle:
+            digest, size = _sha256(handle)
+        members[path.relative_to(staging).as_posix()] = {"bytes": size, "sha256": digest}
+    mb = settings.metabase_app_db
+    return {
+        "format": FORMAT,
+        "project": "coincap-elt",
+        "project_version": _project_version(),
+        "engine": settings.warehouse.engine,
+        "created_at": created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "warehouse": settings.warehouse.location,
+        "size_bytes": sum(m["bytes"] for m in members.values()),
+        "lock_held_s": None if held is None else round(held, 3),
+        "tables": tables,
+        "rows": sum(t["rows"] for t in tables.values()),
+        "fingerprint": fingerprint(tables) if tables else None,
+        "metabase_app_db": (
+            {"database": mb.database, "member": METABASE_MEMBER}
+            if mb is not None and METABASE_MEMBER in members
+            else None
+        ),
+        "partial": partial,
+        "members": members,
+    }
+
+
+def _project_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coincap-elt")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _write_archive(staging: Path, manifest: dict[str, Any], path: Path) -> Path:
+    """manifest.json first, then every member; under a hidden temporary name, fsynced, renamed."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+            data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+            tar.addfile(info, io.BytesIO(data))
+            for name in manifest["members"]:
+                tar.add(staging / name, arcname=name, recursive=False)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ PostgreSQL
+def _pg_connect(settings: Settings) -> Any:
+    import psycopg2
+
+    try:
+        return settings.warehouse.connect_postgres("coincap-elt backup")
+    except psycopg2.Error as exc:
+        raise BackupError(
+            f"the warehouse ({settings.warehouse}) is unreachable: {first_line(exc)}; check "
+            "that it runs and the POSTGRES_* settings"
+        ) from exc
+
+
+def _pg_export_snapshot(conn: Any, settings: Settings) -> tuple[str, list[str]]:
+    """Opens a repeatable-read transaction on `conn` and exports its snapshot: pg_dump and the
+    row counts then see exactly this moment, however long they take after the lock is let go."""
+    import psycopg2.extensions
+
+    conn.set_session(
+        isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
+    )
+    with conn.cursor() as cursor:
+        cursor.execute("select pg_export_snapshot()")
+        snapshot = cursor.fetchone()[0]
+        cursor.execute(
+            "select nspname from pg_namespace where nspname in ('raw', 'staging', 'marts', 'ops') "
+            "order by 1"
+        )
+        schemas = [row[0] for row in cursor.fetchall()]
+    if not schemas:
+        raise BackupError(
+            f"the warehouse ({settings.warehouse}) has none of the schemas raw, staging, marts, "
+            "ops yet; run a cycle first (coincap-elt run)"
+        )
+    return snapshot, schemas
+
+
+def pg_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BackupError(f"{name} is not on PATH; {PG_CLIENT_HELP}")
+    return path
+
+
+def _pg_env(host: str, port: str, database: str, user: str, password: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PGHOST=host,
+        PGPORT=str(port),
+        PGDATABASE=database,
+        PGUSER=user,
+        PGPASSWORD=password,
+        PGCONNECT_TIMEOUT="10",
+        PGAPPNAME="coincap-elt backup",
+    )
+    return env
+
+
+def _warehouse_pg_env(settings: Settings) -> dict[str, str]:
+    pg = settings.warehouse.postgres
+    return _pg_env(pg["host"], pg["port"], pg["database"], pg["username"], pg["password"])
+
+
+def _app_pg_env(app: MetabaseAppDb) -> dict[str, str]:
+    return _pg_env(app.host, app.port, app.database, app.username, app.password)
+
+
+def _check_pg_dump_version(env: dict[str, str], what: str) -> str:
+    pg_dump = pg_tool("pg_dump")
+    out = subprocess.run([pg_dump, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"(\d+)(?:\.\d+)?", out.stdout)
+    client = int(found.group(1)) if found else 0
+    server = _pg_server_major(env)
+    if server and client < server:
+        raise BackupError(
+            f"pg_dump {client} is older than the {what} server ({server}); {PG_CLIENT_HELP}"
+        )
+    return pg_dump
+
+
+def _pg_server_major(env: dict[str, str]) -> int:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(
+            host=env["PGHOST"],
+            port=int(env["PGPORT"]),
+            dbname=env["PGDATABASE"],
+            user=env["PGUSER"],
+            password=env["PGPASSWORD"],
+            connect_timeout=10,
+        )
+    except psycopg2.Error as exc:
+        raise BackupError(
+            f"PostgreSQL {env['PGUSER']}@{env['PGHOST']}:{env['PGPORT']}/{env['PGDATABASE']} is "
+            f"unreachable: {first_line(exc)}"
+        ) from exc
+    try:
+        return int(conn.server_version) // 10000
+    finally:
+        conn.close()
+
+
+def _run_pg(args: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = first_line(_pg_errors(result.stderr)[0] if _pg_errors(result.stderr) else "")
+        raise BackupError(f"{what} failed: {detail or result.stderr.strip()[:200]}")
+    return result
+
+
+def _pg_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "ERROR" in line or "error" in line]
+
+
+def _pg_dump_warehouse(settings: Settings, snapshot: str, schemas: list[str], target: Path) -> None:
+    env = _warehouse_pg_env(settings)
+    pg_dump = _check_pg_dump_version(env, "warehouse")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    args = [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot}", "-f", str(target)]
+    for schema in schemas:
+        args += ["--schema", schema]
+    _run_pg(args, env, "pg_dump of the warehouse")
+
+
+def _pg_dump_metabase(app: MetabaseAppDb, target: Path) -> None:
+    env = _app_pg_env(app)
+    pg_dump = _check_pg_dump_version(env, "Metabase application database")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _run_pg(
+        [pg_dump, "--format=custom", "--compress=0", "-f", str(target)],
+        env,
+        f"pg_dump of Metabase's application database {app.database}",
+    )
+
+
+# ------------------------------------------------------------------ listing
+def list_lines(settings: Settings, now: datetime | None = None) -> list[str]:
+    """`coincap-elt backup --list`: one line per archive, newest first."""
+    now = now or datetime.now(UTC)
+    lines = []
+    for backup in list_backups(settings.backup_dir):
+        problem = verify(backup.path)
+        lines.append(
+            f"{backup.created_at:%Y-%m-%d %H:%M:%SZ}  {_human_age(now - backup.created_at):>9}  "
+            f"{_human_size(backup.size_bytes):>9}  {'ok' if problem is None else 'FAILS'}  "
+            f"{backup.path}" + (f"  ({problem})" if problem else "")
+        )
+    return lines
+
+
+def _human_age(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+# ------------------------------------------------------------------ restore
+def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
+    """Verifies `path`, then, under the cycle lock for the whole restore: asks before replacing
+    a warehouse that has data, takes a safety backup of the current state, restores the
+    warehouse, dlt's state and the run state (and Metabase's database when the archive has it),
+    and checks the row counts and fingerprint against the manifest. Raises BackupError."""
+    raise NotImplementedError("restore: in progress")
+
+
+# ------------------------------------------------------------------ the commands
+def main(settings: Settings, args: Any) -> int:
+    """`coincap-elt backup [--list]` and `coincap-elt restore PATH [--yes]`: exit 0 or 1."""
+    try:
+        if args.command == "backup" and args.list:
+            lines = list_lines(settings)
+            for line in lines:
+                print(line)
+            if not lines:
+                print(f"no backups in {settings.backup_dir}")
+            return 0
+        if args.command == "backup":
+            started = time.monotonic()
+            path = create_backup(settings)
+            logger.info("backup written in %.1f s", time.monotonic() - started)
+            print(path)
+            return 0
+        report = restore_backup(settings, Path(args.path), args.yes)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"restored {report.path.name}: {report.tables} table(s) match the manifest")
+    if report.safety_backup:
+        print(f"the state before the restore is in {report.safety_backup}")
+    print(report.next_cycle)
+    return 0
