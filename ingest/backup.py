@@ -685,8 +685,16 @@ def main(settings: Settings, args: Any) -> int:
                 print(f"no backups in {settings.backup_dir}")
             return 0
         if args.command == "backup":
+            from ingest.backup_watch import backup_finished
+
             started = time.monotonic()
-            path = create_backup(settings)
+            try:
+                path = create_backup(settings)
+            except Exception as exc:  # the backup alert (once), then as before
+                error = exc if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+                backup_finished(settings, first_line(error))
+                raise
+            backup_finished(settings, None, path)
             logger.info("backup written in %.1f s", time.monotonic() - started)
             print(path)
             return 0

@@ -3,8 +3,9 @@
 
 - The crontab parses, runs every 5 minutes, as the unprivileged user `coincap`.
 - docker/job-env.sh hands the configuration over in a 0600 file only that user can read.
-- The crontab's exact command succeeds when run as cron runs it: an empty environment plus the
-  crontab's own variables and what the entrypoint handed over, as the job user.
+- The crontab's exact commands succeed when run as cron runs them: an empty environment plus the
+  crontab's own variables and what the entrypoint handed over, as the job user: a cycle, then
+  `coincap-elt backup`, which writes a whole archive into BACKUP_DIR.
 - (slow) docker/entrypoint.sh with a real Debian cron daemon and PIPELINE_SCHEDULE='* * * * *'
   installs a one-minute line and runs a cycle, and the cycle's log reaches the entrypoint's own
   stdout/stderr through the FIFO relays; stopped while idle, it stops at once.
@@ -12,7 +13,8 @@
 
 The job user runs a Python it can reach: a virtualenv built from Debian's python3 with
 `pip install -c constraints.txt .`, the Dockerfile's recipe (the repo's .venv points into /root,
-which other users cannot enter). It is built once per dependency set and kept under /tmp.
+which other users cannot enter). It is built once per dependency set and version of ingest/ and
+kept under /tmp.
 """
 
 from __future__ import annotations
@@ -147,6 +149,10 @@ def job_python() -> Path:
     digest = hashlib.sha256()
     for name in ("constraints.txt", "pyproject.toml"):
         digest.update((REPO / name).read_bytes())
+    # the package is installed as the image installs it (a copy, not editable): a venv per
+    # version of ingest/, or the job would run the code of whichever checkout built it first
+    for path in sorted((REPO / "ingest").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     venv = Path(tempfile.gettempdir()) / f"coincap-job-venv-{digest.hexdigest()[:12]}"
     python = venv / "bin" / "python"
     if (venv / ".complete").exists():
@@ -300,43 +306,53 @@ def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_as_cron(
+    job_user: pwd.struct_passwd,
+    variables: dict[str, str],
+    user: str,
+    command: str,
+    app_dir: Path,
+    job_dir: Path,
+) -> subprocess.CompletedProcess[str]:
+    """One crontab command as cron runs it: an empty environment, plus HOME/LOGNAME/SHELL of the
+    user, plus the crontab's own variables (here pointing at this /app and this job directory)."""
+    cron_env = {
+        **variables,
+        "HOME": job_user.pw_dir,
+        "LOGNAME": user,
+        "COINCAP_HOME": str(app_dir),
+        "COINCAP_JOB_DIR": str(job_dir),
+    }
+    return as_job_user(
+        pwd.getpwnam(user),
+        ["env", "-i", *(f"{k}={v}" for k, v in cron_env.items()), cron_env["SHELL"], "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=job_user.pw_dir,
+    )
+
+
 @needs_root
 def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python, app_dir):
+    """The cycle's line, then the backup's line, each as cron runs it."""
     variables, jobs = parse_crontab(CRONTAB.read_text())
-    _, user, command = jobs[0]
+    (_, user, command), (_, _, backup_command) = jobs
     workdir = private_dir(job_user)
     job_dir = workdir / "job"
     try:
         with FakeCoinCap(api_key=API_KEY) as fake:
-            env = pipeline_env(workdir, job_python, fake.base_url)
+            env = {
+                **pipeline_env(workdir, job_python, fake.base_url),
+                # what the compose file sets and the entrypoint hands the jobs
+                "BACKUP_DIR": str(workdir / "backups"),
+                "BACKUP_SCHEDULE": "30 3 * * *",
+            }
             # what the entrypoint does as root before cron starts
             job_dir.mkdir(mode=0o700)
             os.chown(job_dir, job_user.pw_uid, job_user.pw_gid)
             assert write_job_env(job_dir / "env", env).returncode == 0
-            # cron: an empty environment, plus HOME/LOGNAME/SHELL of the user, plus the crontab's
-            # own variables (here pointing at this checkout and this job directory)
-            cron_env = {
-                **variables,
-                "HOME": job_user.pw_dir,
-                "LOGNAME": user,
-                "COINCAP_HOME": str(app_dir),
-                "COINCAP_JOB_DIR": str(job_dir),
-            }
-            proc = as_job_user(
-                pwd.getpwnam(user),
-                [
-                    "env",
-                    "-i",
-                    *(f"{k}={v}" for k, v in cron_env.items()),
-                    cron_env["SHELL"],
-                    "-c",
-                    command,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                cwd=job_user.pw_dir,
-            )
+            proc = run_as_cron(job_user, variables, user, command, app_dir, job_dir)
         stdout = (job_dir / "stdout").read_text()
         stderr = (job_dir / "stderr").read_text()
         log = stdout + stderr
@@ -346,6 +362,9 @@ def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python, app_dir)
         assert all(ISO_UTC_LINE.match(line) for line in log.splitlines() if line.strip()), log
         heartbeat = workdir / "run" / "last_success"
         assert heartbeat.exists() and heartbeat.stat().st_uid == job_user.pw_uid
+        # backups are scheduled: the cycle started watching their age (none yet, no warning)
+        assert (workdir / "run" / "backup_watch_since").exists()
+        assert "backup" not in log
         import duckdb
 
         conn = duckdb.connect(env["DUCKDB_PATH"], read_only=True)
@@ -353,6 +372,22 @@ def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python, app_dir)
             assert conn.execute("select count(*) from marts.fct_asset_prices").fetchone()[0] > 0
         finally:
             conn.close()
+
+        # the backup's line: `coincap-elt backup` writes an archive into BACKUP_DIR
+        from ingest.backup import ARCHIVE_PATTERN, list_backups, verify
+
+        backup = run_as_cron(job_user, variables, user, backup_command, app_dir, job_dir)
+        stdout = (job_dir / "stdout").read_text()
+        stderr = (job_dir / "stderr").read_text()
+        assert backup.returncode == 0, f"{backup.stdout}{backup.stderr}\n{stdout}{stderr}"
+        assert backup.stdout == backup.stderr == ""
+        (archive,) = list_backups(workdir / "backups")
+        assert ARCHIVE_PATTERN.match(archive.path.name)["engine"] == "duckdb"
+        assert stdout.strip() == str(archive.path)  # what `coincap-elt backup` prints
+        assert "error" not in stderr, stderr
+        assert verify(archive.path) is None
+        assert archive.path.stat().st_uid == job_user.pw_uid
+        assert stat.S_IMODE(archive.path.stat().st_mode) & 0o077 == 0, "others may read it"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
