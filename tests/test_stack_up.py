@@ -601,6 +601,47 @@ def test_a_first_cycle_then_cron_cycles_every_minute(stack):
     ), cron_starts
 
 
+def test_backups_are_scheduled_and_include_metabases_database(stack):
+    container = stack.container("runpipeline")
+
+    def run(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["podman", "exec", container, *argv], capture_output=True, text=True, timeout=timeout
+        )
+
+    # the crontab the entrypoint installed: the backup's line, on the default daily schedule
+    crontab = run("cat", "/etc/cron.d/coincap").stdout
+    backup_lines = [
+        line for line in crontab.splitlines() if "ingest.cli backup" in line and line[:1] != "#"
+    ]
+    assert len(backup_lines) == 1, crontab
+    assert backup_lines[0].startswith("30 3 * * * coincap . "), crontab
+    assert "backups '30 3 * * *'" in stack.logs("runpipeline")
+    # a backup now, as docs/operations.md says, as the job user, into the volume
+    made = run("/app/docker/entrypoint.sh", "coincap-elt", "backup", timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
+    path = made.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"/var/lib/coincap/backups/coincap-postgres-\d{8}T\d{6}Z\.tar\.gz", path)
+    assert run("stat", "-c", "%U", path).stdout.strip() == "coincap"
+    members = run("tar", "-tzf", path).stdout.split()
+    assert members[0] == "manifest.json", members
+    assert {"warehouse/warehouse.dump", "metabase/metabase.dump"} <= set(members), members
+    check = run(
+        "/app/docker/entrypoint.sh",
+        "python",
+        "-c",
+        f"from ingest.backup import verify; print(verify({path!r}))",
+    )
+    assert check.stdout.strip() == "None", check.stdout + check.stderr
+    mounts = {m["Destination"]: m for m in stack.inspect("runpipeline")["Mounts"]}
+    assert mounts["/var/lib/coincap/backups"]["Type"] == "volume"
+    # status shows it
+    status = run("/app/docker/entrypoint.sh", "coincap-elt", "status")
+    assert status.returncode == 0, status.stderr
+    assert f"Newest backup: {path}, made " in status.stdout, status.stdout
+    assert "scheduled '30 3 * * *' UTC, at most 36 h old" in status.stdout
+
+
 def test_warehouse_down_for_two_cycles_then_nothing_lost_or_doubled(stack):
     before = len(stack.runs())
     failed_lines = stack.logs("runpipeline").count("run_pipeline: error:")
