@@ -47,7 +47,7 @@ from ingest.logs import first_line
 if TYPE_CHECKING:
     from ingest.config import MetabaseAppDb, Settings
 
-logger = logging.getLogger("backup")
+logger = logging.getLogger("coincap_elt")
 
 ARCHIVE_PATTERN = re.compile(
     r"^coincap-(?P<engine>duckdb|postgres)-(?P<stamp>\d{8}T\d{6}Z)(?P<suffix>-[a-z0-9-]+)?"
@@ -168,7 +168,7 @@ def verify(path: Path) -> str | None:
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
                 return f"{path.name}: its manifest is not format {FORMAT}"
             expected: dict[str, dict[str, Any]] = dict(manifest.get("members", {}))
-            for member in tar:
+            while (member := tar.next()) is not None:
                 if member.isdir():
                     continue
                 if not member.isfile():
@@ -453,6 +453,9 @@ def _manifest(
         ),
         "partial": partial,
         "members": members,
+        "directories": sorted(
+            p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_dir()
+        ),
     }
 
 
@@ -474,6 +477,9 @@ def _write_archive(staging: Path, manifest: dict[str, Any], path: Path) -> Path:
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
             tar.addfile(info, io.BytesIO(data))
+            # directories too: dlt expects its empty ones (load/normalized, ...) to be there
+            for name in manifest["directories"]:
+                tar.add(staging / name, arcname=name, recursive=False)
             for name in manifest["members"]:
                 tar.add(staging / name, arcname=name, recursive=False)
         with open(tmp, "rb+") as handle:
@@ -669,8 +675,325 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
     """Verifies `path`, then, under the cycle lock for the whole restore: asks before replacing
     a warehouse that has data, takes a safety backup of the current state, restores the
     warehouse, dlt's state and the run state (and Metabase's database when the archive has it),
-    and checks the row counts and fingerprint against the manifest. Raises BackupError."""
-    raise NotImplementedError("restore: in progress")
+    and checks the row counts and fingerprint against the manifest. Raises BackupError (one
+    line); until the warehouse is replaced, nothing is changed."""
+    from ingest.cycle import cycle_lock
+
+    path = Path(path).resolve()
+    problem = verify(path)
+    if problem:
+        raise BackupError(f"{problem}; nothing was restored")
+    manifest = read_manifest(path)
+    engine = settings.warehouse.engine
+    if manifest.get("partial"):
+        raise BackupError(
+            f"{path.name} is a partial safety copy ({manifest['partial']}), not a restorable "
+            "backup; its files can be taken out with tar by hand"
+        )
+    if manifest.get("engine") != engine:
+        raise BackupError(
+            f"{path.name} is a {manifest.get('engine')} backup but WAREHOUSE is {engine}; "
+            "restore it into a warehouse of the same engine"
+        )
+    if engine == "postgres":
+        pg_tool("pg_restore")
+        pg_tool("psql")
+    warnings: list[str] = []
+    with _held_lock(settings, False, cycle_lock):
+        has_data = _warehouse_has_data(settings)
+        if has_data and not _confirmed(settings, yes):
+            raise BackupError(
+                f"the warehouse ({settings.warehouse.location}) has data and the restore would "
+                "replace it; run again with --yes (a safety backup is taken first)"
+            )
+        safety, note = _safety_backup(settings)
+        if safety is None and has_data:
+            warnings.append(f"no safety backup could be taken ({note})")
+            if not yes:
+                raise BackupError(
+                    f"no safety backup of the current state could be taken ({note}); run again "
+                    "with --yes to restore anyway"
+                )
+        elif note:
+            warnings.append(note)
+        staging = Path(tempfile.mkdtemp(prefix=".coincap-restore-", dir=settings.backup_dir))
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                tar.extractall(staging, filter="data")
+            if engine == "duckdb":
+                _restore_duckdb(settings, staging / WAREHOUSE_MEMBER["duckdb"])
+            else:
+                warnings += _restore_postgres(settings, staging / WAREHOUSE_MEMBER["postgres"])
+            _restore_state(settings, staging)
+            warnings += _restore_metabase(settings, staging, manifest)
+            got = _current_tables(settings)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        _compare(manifest["tables"], got, safety)
+        next_cycle = _next_cycle(settings, manifest)
+    logger.info("restored %s", path.name)
+    return RestoreReport(path, safety, len(got), next_cycle, warnings)
+
+
+def _confirmed(settings: Settings, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    answer = input(
+        f"Replace the warehouse {settings.warehouse.location}, dlt's state and the run state "
+        "with the backup? [y/N] "
+    )
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _warehouse_has_data(settings: Settings) -> bool:
+    """Whether the restore would replace something: a DuckDB file that is not empty (readable
+    or not), or any table in the four schemas."""
+    if settings.warehouse.engine == "duckdb":
+        path = settings.warehouse.duckdb_path
+        return path.exists() and path.stat().st_size > 0
+    conn = _pg_connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "where c.relkind in ('r', 'p', 'v') and n.nspname in ('raw', 'staging', "
+                "'marts', 'ops')"
+            )
+            return cursor.fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def _safety_backup(settings: Settings) -> tuple[Path | None, str]:
+    """A backup of the current state before it is replaced, under the lock the restore holds.
+    When the warehouse cannot be read (corrupt, half gone), the files that exist are copied as
+    they are into a partial archive. Returns (path or None, what to tell the operator)."""
+    try:
+        path = create_backup(settings, suffix=SAFETY_SUFFIX, locked=True, retention=False)
+        return path, ""
+    except BackupError as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the files are what is left
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+    staging = Path(tempfile.mkdtemp(prefix=".coincap-backup-", dir=settings.backup_dir))
+    try:
+        duckdb_path = settings.warehouse.duckdb_path
+        if settings.warehouse.engine == "duckdb" and duckdb_path.is_file():
+            target = staging / WAREHOUSE_MEMBER["duckdb"]
+            target.parent.mkdir(parents=True)
+            shutil.copyfile(duckdb_path, target)
+            wal = duckdb_path.with_name(duckdb_path.name + ".wal")
+            if wal.is_file():
+                shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+        _copy_state(settings, staging)
+        if not any(p.is_file() for p in staging.rglob("*")):
+            return None, f"the current warehouse could not be backed up: {reason}"
+        created_at = datetime.now(UTC).replace(microsecond=0)
+        manifest = _manifest(settings, staging, created_at, {}, None, partial=reason)
+        name = archive_name(settings.warehouse.engine, created_at, SAFETY_SUFFIX)
+        path = _write_archive(staging, manifest, settings.backup_dir / name)
+    except OSError as exc:
+        return None, f"{reason}; and its files could not be copied: {exc}"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path, (
+        f"the current warehouse could not be backed up ({reason}); {path} holds its files "
+        "as they were (a partial safety copy, not restorable as such)"
+    )
+
+
+def _restore_duckdb(settings: Settings, source: Path) -> None:
+    """The file put in place atomically: copied beside the target, fsynced, renamed over it
+    (the old write-ahead log removed first: DuckDB would replay it onto the restored file)."""
+    target = settings.warehouse.duckdb_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.restoring")
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        target.with_name(target.name + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _restore_postgres(settings: Settings, dump: Path) -> list[str]:
+    """The four schemas dropped and restored from the dump in ONE transaction (psql -1: a failure
+    leaves the warehouse as it was), owned by the configured role; then the grants the dump
+    holds (Metabase's reader on marts), each on its own: a role missing here is a warning."""
+    env = _warehouse_pg_env(settings)
+    pg_restore, psql = pg_tool("pg_restore"), pg_tool("psql")
+    listing = _run_pg([pg_restore, "--list", str(dump)], env, "pg_restore --list").stdout
+    entries = [ln for ln in listing.splitlines() if ln.strip() and not ln.startswith(";")]
+    grants = [ln for ln in entries if _ACL_ENTRY.match(ln)]
+    objects = [ln for ln in entries if not _ACL_ENTRY.match(ln)]
+    drop = "drop schema if exists " + ", ".join(SCHEMAS) + " cascade"
+    _pipe_restore(
+        [pg_restore, "--no-owner", "--use-list", _list_file(dump, "objects", objects), "-f", "-"],
+        [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-c", drop, "-f", "-"],
+        dump,
+        env,
+        "restoring the warehouse",
+    )
+    if not grants:
+        return []
+    errors = _pipe_restore(
+        [pg_restore, "--no-owner", "--use-list", _list_file(dump, "grants", grants), "-f", "-"],
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"],
+        dump,
+        env,
+        "restoring the grants",
+        tolerate=True,
+    )
+    return [
+        f"a grant of the backup was not restored ({e}); create the role and grant it again "
+        "(docker/warehouse-init does it for the compose warehouse)"
+        for e in errors
+    ]
+
+
+def _list_file(dump: Path, kind: str, lines: list[str]) -> str:
+    path = dump.with_name(f"{dump.name}.{kind}.list")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _pipe_restore(
+    producer: list[str],
+    consumer: list[str],
+    dump: Path,
+    env: dict[str, str],
+    what: str,
+    tolerate: bool = False,
+) -> list[str]:
+    """`pg_restore ... DUMP | psql ...`; raises BackupError unless `tolerate` (then returns the
+    ERROR lines psql printed)."""
+    with subprocess.Popen(
+        [*producer, str(dump)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as source:
+        result = subprocess.run(
+            consumer, env=env, stdin=source.stdout, capture_output=True, text=True, check=False
+        )
+        assert source.stdout is not None
+        source.stdout.close()
+        source_err = source.stderr.read().decode(errors="replace") if source.stderr else ""
+        source.wait()
+    errors = [
+        line.split("ERROR:", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if "ERROR:" in line
+    ]
+    if tolerate:
+        return errors
+    if source.returncode != 0 or result.returncode != 0:
+        detail = errors[0] if errors else first_line(source_err or result.stderr)
+        raise BackupError(f"{what} failed: {detail}; the warehouse is as it was before")
+    return []
+
+
+def _restore_state(settings: Settings, staging: Path) -> None:
+    """dlt's pipelines directory and the run state replaced by the archive's."""
+    pipelines = settings.pipelines_dir
+    pipelines.parent.mkdir(parents=True, exist_ok=True)
+    old = pipelines.with_name(f".{pipelines.name}.pre-restore")
+    shutil.rmtree(old, ignore_errors=True)
+    if pipelines.exists():
+        pipelines.rename(old)
+    source = staging / DLT_PREFIX
+    if source.is_dir():
+        shutil.copytree(source, pipelines)
+    else:
+        pipelines.mkdir()
+    shutil.rmtree(old, ignore_errors=True)
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in run_state_files(run_dir):
+        path.unlink()
+    for path in sorted((staging / RUN_PREFIX).glob("*")):
+        if path.is_file() and RUN_STATE.match(path.name):
+            tmp = run_dir / f".{path.name}.restoring"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, run_dir / path.name)
+
+
+def _restore_metabase(settings: Settings, staging: Path, manifest: dict[str, Any]) -> list[str]:
+    """Metabase's application database from the archive, when it holds one (stop the metabase
+    service first: Metabase keeps its own state in memory)."""
+    info = manifest.get("metabase_app_db")
+    if not info:
+        return []
+    app = settings.metabase_app_db
+    if app is None:
+        return [
+            f"the backup holds Metabase's application database ({info['database']}) but "
+            "METABASE_APP_DB_NAME is not set: it was not restored"
+        ]
+    env = _app_pg_env(app)
+    _pipe_restore(
+        [pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-acl", "-f", "-"],
+        [pg_tool("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        staging / METABASE_MEMBER,
+        env,
+        f"restoring Metabase's application database {app.database}",
+    )
+    logger.info("restored Metabase's application database %s", app.database)
+    return []
+
+
+def _current_tables(settings: Settings) -> dict[str, dict[str, Any]]:
+    if settings.warehouse.engine == "duckdb":
+        return duckdb_tables(settings.warehouse.duckdb_path)
+    conn = _pg_connect(settings)
+    try:
+        conn.set_session(readonly=True)
+        with conn.cursor() as cursor:
+            return postgres_tables(cursor)
+    finally:
+        conn.close()
+
+
+def _compare(
+    expected: dict[str, dict[str, Any]], got: dict[str, dict[str, Any]], safety: Path | None
+) -> None:
+    if fingerprint(expected) == fingerprint(got):
+        return
+    before = f"; the state before the restore is in {safety}" if safety else ""
+    for name in sorted(set(expected) | set(got)):
+        want, have = expected.get(name), got.get(name)
+        if want != have:
+            raise BackupError(
+                f"the restored warehouse does not match the manifest: {name} has "
+                f"{have['rows'] if have else 'no'} rows (hash {have['hash'] if have else '-'}), "
+                f"the backup {want['rows'] if want else 'no'} (hash "
+                f"{want['hash'] if want else '-'}){before}"
+            )
+
+
+def _next_cycle(settings: Settings, manifest: dict[str, Any]) -> str:
+    """What the next cycle does: it asks CoinCap's history for the slots since the series'
+    newest point (the ingest's history planning, from dlt's marks and the mart)."""
+    newest = None
+    with contextlib.suppress(Exception):
+        with settings.warehouse.reader("coincap-elt restore") as query:
+            rows = query(
+                "select asset_id, max(price_at) from marts.fct_asset_price_history group by 1"
+            )
+        ends = [end for _, end in rows if end is not None]
+        newest = min(ends) if ends else None
+    since = (
+        f"{newest:%Y-%m-%d %H:%M} UTC" if isinstance(newest, datetime) else manifest["created_at"]
+    )
+    return (
+        f"next cycle: it asks CoinCap's 5-minute history for the slots since {since} (the "
+        "backup's newest point) and fills them where CoinCap still has them; at most "
+        f"COINCAP_MAX_HISTORY_REQUESTS={settings.max_history_requests} requests a cycle, the rest "
+        "in the following cycles; slots CoinCap no longer has become known holes "
+        "(marts.fct_asset_price_gaps)"
+    )
 
 
 # ------------------------------------------------------------------ the commands
