@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "check (ok / FAIL, with what to do): the variables, the warehouse (reachable; which of "
         "the schemas raw, staging, marts, ops exist), the dlt data directory and the run "
         "directory (writable), the dbt project (parses; the profile connects), "
-        "PIPELINE_SCHEDULE (five cron fields, as the container checks it) and whether "
+        "PIPELINE_SCHEDULE and, when set, BACKUP_SCHEDULE (five cron fields, as the container "
+        "checks them) and whether "
         "COINCAP_API_KEY is set. Exit 0 when every check passed; 1 otherwise.",
     )
     doctor.add_argument(
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the last cycles, freshness, pending loads, holes, credits (read-only)",
         description="The pipeline's state: the last cycles from the run log, the newest "
         "observation and the heartbeat, the alert and CoinCap quota states, dlt's pending load "
-        "packages, the known holes of the 5-minute series and this month's CoinCap credits. "
+        "packages, the known holes of the 5-minute series, the newest backup and its age (a "
+        "warning when backups are scheduled and it is older than BACKUP_MAX_AGE_HOURS) and this "
+        "month's CoinCap credits. "
         "Read-only: no dbt, no CoinCap request, no write to the warehouse. Exit 0 when the "
         "state could be read (whatever it is); 1 with one `error:` line when it could not "
         "(bad settings, warehouse missing, busy with a cycle, or unreachable).",

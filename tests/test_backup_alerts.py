@@ -4,7 +4,8 @@ real cycles (`scripts/run_pipeline.sh`) on a real DuckDB warehouse, CoinCap fake
 - Without BACKUP_SCHEDULE an old backup is nobody's alarm: no warning, no alert.
 - With it, a newest backup older than BACKUP_MAX_AGE_HOURS is a `warning:` line in every cycle
   and ONE alert over two cycles; the cycles exit 0; `coincap-elt status` shows the same warning.
-- `coincap-elt backup` failing twice is one alert.
+- `coincap-elt backup` failing twice is one alert; the next one that works is one "backups work
+  again", and the cycle after it finds the backups fresh: no warning, no alert.
 
 The stale backup is an archive name 40 hours old in BACKUP_DIR: the age of a backup is read from
 its name (ingest/backup.py's `list_backups` opens nothing), so its content does not matter here.
@@ -91,3 +92,15 @@ def test_a_stale_backup_is_one_alert_over_two_cycles(tmp_path: Path) -> None:
         assert hook.delivered()[1].startswith(":red_circle: CoinCap ELT (duckdb on ")
         assert ": a backup failed. BACKUP_DIR " in hook.delivered()[1]
         assert "cannot be created (Not a directory)" in hook.delivered()[1]
+
+        # the next backup that works: one "backups work again"; the next cycle finds it fresh
+        good = inst.command("backup", timeout=300)
+        assert good.returncode == 0, good.stdout + good.stderr
+        archive = Path(good.stdout.strip().splitlines()[-1])
+        assert archive.parent == backups and archive.name != name
+        assert len(hook.delivered()) == 3, hook.delivered()
+        assert hook.delivered()[2].startswith(":large_green_circle: CoinCap ELT (duckdb on ")
+        assert f": backups work again: {archive.name} (was failed since " in hook.delivered()[2]
+        fresh = inst.good_cycle()
+        assert not fresh.lines_with("run_pipeline:", "backup"), fresh.describe()
+        assert len(hook.delivered()) == 3, hook.delivered()
