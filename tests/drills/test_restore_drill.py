@@ -232,3 +232,59 @@ def test_restore_into_a_fresh_installation(request: pytest.FixtureRequest, insta
     finally:
         wh.drop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_metabase_application_database(installation: Installation) -> None:
+    """METABASE_APP_DB_NAME set: the backup holds Metabase's application database (a second
+    database on the same server) as its own member, and the restore puts it back."""
+    inst = installation
+    if inst.engine != "postgres":
+        pytest.skip("Metabase's application database is a PostgreSQL database")
+    server = inst.warehouse.server
+    assert server is not None
+    app_db = f"coincap_mbapp_{uuid.uuid4().hex[:8]}"
+    inst.warehouse.admin(f'create database "{app_db}"')
+    app = Warehouse("postgres", inst.tmp, server)  # only for its connection helper
+    app.admin(f'drop database "{app.dbname}"')
+    app.dbname = app_db
+    try:
+        app.run_sql(
+            "create table report_card (id serial primary key, name text not null)",
+            "insert into report_card (name) values ('Prices'), ('Market share'), ('Gaps')",
+        )
+        settings = {
+            "METABASE_APP_DB_NAME": app_db,
+            "METABASE_APP_DB_USER": server["POSTGRES_USER"],
+            "METABASE_APP_DB_PASSWORD": server["POSTGRES_PASSWORD"],
+        }
+        proc = inst.command("backup", timeout=300, **settings)
+        assert proc.returncode == 0, proc.stderr
+        path = Path(proc.stdout.strip().splitlines()[-1])
+        manifest = read_manifest(path)
+        assert manifest["metabase_app_db"] == {
+            "database": app_db,
+            "member": "metabase/metabase.dump",
+        }
+        assert "metabase/metabase.dump" in manifest["members"]
+
+        app.run_sql("delete from report_card where name <> 'Gaps'", "create table junk (x int)")
+        proc = inst.command("restore", str(path), "--yes", timeout=300, **settings)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        conn = app.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select name from report_card order by id")
+                names = [r[0] for r in cur.fetchall()]
+        finally:
+            conn.close()
+        assert names == ["Prices", "Market share", "Gaps"]
+
+        # restored where METABASE_APP_DB_NAME is not set: said, not silently skipped
+        proc = inst.command("restore", str(path), "--yes", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: ")] == [
+            f"warning: the backup holds Metabase's application database ({app_db}) but "
+            "METABASE_APP_DB_NAME is not set: it was not restored"
+        ], proc.stderr
+    finally:
+        inst.warehouse.admin(f'drop database if exists "{app_db}" with (force)')
