@@ -23,6 +23,7 @@ temporary name in BACKUP_DIR, fsynced, then renamed: a complete name is always a
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -158,7 +159,9 @@ def verify(path: Path) -> str | None:
     otherwise the one-line reason (truncated, altered, missing or extra member)."""
     path = Path(path)
     try:
-        with tarfile.open(path, "r|gz") as tar:
+        # gzip's own reader, drained to the end below: it checks the trailer (CRC and length),
+        # so even a cut in the last bytes is found
+        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isfile():
                 return f"{path.name} has no {MANIFEST} first: not a coincap backup"
@@ -183,6 +186,8 @@ def verify(path: Path) -> str | None:
                     return f"{path.name}: member {member.name} differs from its manifest (altered)"
             if expected:
                 return f"{path.name}: {len(expected)} member(s) missing, e.g. {min(expected)}"
+            while gz.read(1 << 20):
+                pass
     except FileNotFoundError:
         return f"{path} does not exist"
     except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
