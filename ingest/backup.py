@@ -854,10 +854,13 @@ def _restore_postgres(settings: Settings, dump: Path) -> list[str]:
         "restoring the grants",
         tolerate=True,
     )
+    counts: dict[str, int] = {}
+    for error in errors:  # one line per cause (a missing role fails each of its grants)
+        counts[error] = counts.get(error, 0) + 1
     return [
-        f"a grant of the backup was not restored ({e}); create the role and grant it again "
-        "(docker/warehouse-init does it for the compose warehouse)"
-        for e in errors
+        f"{n} grant(s) of the backup not restored ({error}); create the role and grant them "
+        "again (docker/warehouse-init does it for the compose warehouse)"
+        for error, n in counts.items()
     ]
 
 

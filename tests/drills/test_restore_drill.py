@@ -288,3 +288,26 @@ def test_metabase_application_database(installation: Installation) -> None:
         ], proc.stderr
     finally:
         inst.warehouse.admin(f'drop database if exists "{app_db}" with (force)')
+
+
+def test_a_missing_role_is_a_warning(installation: Installation, reader_role: Any) -> None:
+    """PostgreSQL: restored where a role the backup granted to does not exist (a fresh server
+    without Metabase's reader), the grant is a warning line and the rest is restored."""
+    inst = installation
+    state = STATE.get(inst.engine)
+    if inst.engine != "postgres" or state is None or reader_role is None:
+        pytest.skip("PostgreSQL only, after the backup step")
+    proc = inst.command("backup", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    manifest = read_manifest(path)
+    inst.warehouse.run_sql(f'drop owned by "{reader_role}"')
+    inst.warehouse.admin(f'drop role "{reader_role}"')
+    proc = inst.command("restore", str(path), "--yes", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and all(
+        f'role "{reader_role}" does not exist' in ln and "grant(s)" in ln for ln in warnings
+    ), proc.stderr
+    tables = sorted(manifest["tables"])
+    assert _counts(inst, tables) == {t: manifest["tables"][t]["rows"] for t in tables}

@@ -14,13 +14,16 @@ import pytest
 
 from ingest.backup import (
     ARCHIVE_PATTERN,
+    BackupError,
     BackupInfo,
     _manifest,
     _write_archive,
     archive_name,
+    create_backup,
     list_backups,
     newest_backup,
     parse_name,
+    pg_tool,
     plan_retention,
     prune,
     verify,
@@ -304,3 +307,24 @@ def test_metabase_app_db_settings() -> None:
     )
     with pytest.raises(ConfigError, match="^METABASE_APP_DB_PORT is 'abc'"):
         Settings.from_env({**env, "METABASE_APP_DB_PASSWORD": "x", "METABASE_APP_DB_PORT": "abc"})
+
+
+# ------------------------------------------------------------------ failures leave nothing
+def test_a_failed_backup_leaves_no_file(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)  # DUCKDB_PATH names a file that does not exist
+    settings.run_dir.mkdir()
+    with pytest.raises(BackupError, match="does not exist; run a cycle first"):
+        create_backup(settings)
+    assert list(settings.backup_dir.iterdir()) == []
+    (tmp_path / "wh.duckdb").write_bytes(b"garbage, not a DuckDB file" * 100)
+    with pytest.raises(BackupError, match="could not be opened"):
+        create_backup(settings)
+    assert list(settings.backup_dir.iterdir()) == []
+
+
+def test_missing_postgres_client_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackupError) as raised:
+        pg_tool("pg_dump")
+    assert str(raised.value).startswith("pg_dump is not on PATH; install postgresql-client")
+    assert "\n" not in str(raised.value)
