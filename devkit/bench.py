@@ -15,7 +15,10 @@ warehouses and the cycles' environment are devkit/installation.py's, as in the t
    project's own pipeline (`python -m ingest` with COINCAP_BACKFILL_DAYS), beside a plain COPY
    and a batched INSERT (psycopg2 execute_values) of the same rows into an equivalent table;
 3. analyst queries: the starter dashboard's questions (ingest/metabase/dashboard.py) on the
-   marts, beside the same answers from one unkeyed, unindexed table of all snapshots.
+   marts, beside the same answers from one unkeyed, unindexed table of all snapshots;
+4. backup and restore: `coincap-elt backup` of a warehouse of 10 assets x 365 days on each
+   engine (wall time, archive size, how long the cycle lock was held), then `coincap-elt
+   restore` over it (safety backup included) and into a fresh installation.
 
 What is measured goes through the project's own code; what is only set-up is done directly: one
 real cycle (which sets dlt's history mark), then the older history and snapshots are inserted
@@ -77,11 +80,13 @@ class Size:
     backfill_days: int
     backfill_runs: int
     query_runs: int
+    backup_assets: int = 10  # 4. backup and restore: one warehouse per engine of this size
+    backup_days: int = 365
 
 
 SIZES = {
     "full": Size("full", (10, 100), (10,), (1, 30, 365), 5, 5, 1, 10, 365, 3, 20),
-    "tiny": Size("tiny", (2,), (2,), (1, 2), 1, 1, 0, 2, 2, 1, 2),
+    "tiny": Size("tiny", (2,), (2,), (1, 2), 1, 1, 0, 2, 2, 1, 2, backup_assets=2, backup_days=2),
 }
 
 
@@ -420,6 +425,89 @@ def cycle_scenario(
     if not keep:
         wh.drop()
     return result, wh
+
+
+# --------------------------------------------------------------------------- 4. backup
+COINCAP_ELT = str(Path(sys.executable).parent / "coincap-elt")
+
+
+def backup_scenario(
+    engine: str, size: Size, workdir: Path, pg_admin: dict[str, str] | None
+) -> dict[str, Any]:
+    """`coincap-elt backup`, `restore --yes` over the same warehouse and `restore` into a fresh
+    installation, on a warehouse of size.backup_assets x size.backup_days built as in 1."""
+    import re
+
+    n_assets, days = size.backup_assets, size.backup_days
+    name = f"backup_{engine}_{n_assets}a_{days}d"
+    tmp = workdir / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log_path = tmp / "bench.log"
+    assets = bench_assets(n_assets)
+    t_setup = (int(time.time() * 1000) // FIVE_MIN_MS - 2) * FIVE_MIN_MS + 7_000
+    wh = Warehouse(engine, workdir, pg_admin, name=f"bench_{name}")
+    fresh_wh = Warehouse(engine, tmp / "fresh", pg_admin, name=f"bench_{name}_fresh")
+    try:
+        with CachedFake(
+            api_key=API_KEY, assets=assets, timestamp_ms=t_setup, prices_follow_clock=True
+        ) as fake:
+            env = bench_env(tmp, fake, [a["id"] for a in assets], wh)
+            log(f"{name}: set-up (one real ingest, {days} d inserted into raw, dbt run)")
+            check(run_measured([PY, "-m", "ingest"], env, log_path), "set-up ingest", log_path)
+            in_fresh_process(fill_history, wh, assets, days, t_setup, t_setup - DAY_MS)
+            check(run_measured([DBT, "run", *DBT_ARGS], env, log_path), "set-up dbt run", log_path)
+            rows = sum(
+                wh.count(f"{schema}.{table}")
+                for schema, table in wh.query(
+                    "select table_schema, table_name from information_schema.tables where "
+                    "table_type = 'BASE TABLE' and table_schema in ('raw', 'marts', 'ops')"
+                )
+            )
+            warehouse_bytes = (
+                wh.duckdb_path.stat().st_size
+                if engine == "duckdb"
+                else wh.query("select pg_database_size(current_database())")[0][0]
+            )
+
+            def timed(*args: str, env: dict[str, str] = env) -> tuple[float, str]:
+                started = time.perf_counter()
+                proc = subprocess.run(
+                    [COINCAP_ELT, *args], env=env, cwd=REPO, capture_output=True, text=True
+                )
+                seconds = time.perf_counter() - started
+                with open(log_path, "a") as out:
+                    out.write(f"\n=== coincap-elt {' '.join(args)}\n{proc.stdout}{proc.stderr}")
+                if proc.returncode != 0:
+                    raise SystemExit(f"error: coincap-elt {args[0]} failed: {proc.stderr[-2000:]}")
+                return seconds, proc.stdout + proc.stderr
+
+            backup_s, out = timed("backup")
+            archive = sorted((tmp / "backups").glob("coincap-*.tar.gz"))[-1]
+            held = re.search(r"held the cycle lock for ([0-9.]+) s", out)
+            restore_s, _ = timed("restore", str(archive), "--yes")
+            fresh_env = {
+                **bench_env(tmp / "fresh", fake, [a["id"] for a in assets], fresh_wh),
+                "TZ": "UTC",
+            }
+            fresh_s, _ = timed("restore", str(archive), env=fresh_env)
+    finally:
+        wh.drop()
+        fresh_wh.drop()
+    result = {
+        "engine": engine,
+        "assets": n_assets,
+        "days": days,
+        "rows": rows,
+        "warehouse_mb": warehouse_bytes / 1e6,
+        "backup_seconds": backup_s,
+        "archive_mb": archive.stat().st_size / 1e6,
+        "lock_seconds": float(held.group(1)) if held else None,
+        "restore_seconds": restore_s,
+        "fresh_restore_seconds": fresh_s,
+    }
+    log(f"{name}: {result}")
+    return result
 
 
 # --------------------------------------------------------------------------- 2. backfill
@@ -820,8 +908,34 @@ def render(results: dict[str, Any]) -> str:
             f"{q['marts_rows']:,} | {q['baseline_ms']:.1f} | {q['baseline_rows']:,} | "
             f"{q['speedup']:.1f}× |"
         )
+    lines += render_backup(results.get("backup") or [])
     lines += ["", END]
     return "\n".join(lines)
+
+
+def render_backup(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### 4. Backup and restore",
+        "",
+        "`coincap-elt backup` of a warehouse built as in 1 (wall time, archive size, the seconds",
+        "it held the cycle lock), `coincap-elt restore --yes` over it (its safety backup",
+        "included) and `coincap-elt restore` into a fresh installation.",
+        "",
+        "| engine | assets | days | rows | warehouse MB | backup s | archive MB | lock held s "
+        "| restore s | fresh restore s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in rows:
+        lines.append(
+            f"| {b['engine']} | {b['assets']} | {b['days']} | {b['rows']:,} | "
+            f"{b['warehouse_mb']:.0f} | {b['backup_seconds']:.1f} | {b['archive_mb']:.1f} | "
+            f"{b['lock_seconds']:.2f} | {b['restore_seconds']:.1f} | "
+            f"{b['fresh_restore_seconds']:.1f} |"
+        )
+    return lines
 
 
 def render_before(cycles: list[dict[str, Any]]) -> list[str]:
@@ -884,7 +998,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["cycles", "backfill", "queries"],
+        choices=["cycles", "backfill", "queries", "backup"],
         action="append",
         help="run only these parts (repeatable; queries need cycles)",
     )
@@ -917,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[name] = getattr(args, name)
     if overrides:
         size = replace(size, name=f"{size.name} (custom)", **overrides)
-    parts = set(args.only or ["cycles", "backfill", "queries"])
+    parts = set(args.only or ["cycles", "backfill", "queries", "backup"])
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
 
     results: dict[str, Any] = {
@@ -928,6 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
         "backfill": None,
         "queries": [],
         "query_runs": size.query_runs,
+        "backup": [],
     }
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -955,6 +1070,9 @@ def main(argv: list[str] | None = None) -> int:
                         wh.drop()
         if "backfill" in parts:
             results["backfill"] = backfill(size, workdir, pg_admin)
+        if "backup" in parts:
+            for engine in engines:
+                results["backup"].append(backup_scenario(engine, size, workdir, pg_admin))
     results["loadavg_end"] = list(os.getloadavg())
     results["seconds"] = time.perf_counter() - started
     if args.json:

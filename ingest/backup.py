@@ -23,6 +23,7 @@ temporary name in BACKUP_DIR, fsynced, then renamed: a complete name is always a
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -158,7 +159,9 @@ def verify(path: Path) -> str | None:
     otherwise the one-line reason (truncated, altered, missing or extra member)."""
     path = Path(path)
     try:
-        with tarfile.open(path, "r|gz") as tar:
+        # gzip's own reader, drained to the end below: it checks the trailer (CRC and length),
+        # so even a cut in the last bytes is found
+        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isfile():
                 return f"{path.name} has no {MANIFEST} first: not a coincap backup"
@@ -183,6 +186,8 @@ def verify(path: Path) -> str | None:
                     return f"{path.name}: member {member.name} differs from its manifest (altered)"
             if expected:
                 return f"{path.name}: {len(expected)} member(s) missing, e.g. {min(expected)}"
+            while gz.read(1 << 20):
+                pass
     except FileNotFoundError:
         return f"{path} does not exist"
     except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
@@ -298,6 +303,7 @@ def _take_snapshot(
             held = clock()
         logger.info("held the cycle lock for %.2f s", held)
         return created_at, duckdb_tables(target), held, {}
+    pg_dump = _check_pg_dump_version(_warehouse_pg_env(settings), "warehouse")  # before the lock
     conn = _pg_connect(settings)
     try:
         with _held_lock(settings, locked, cycle_lock) as clock:
@@ -306,7 +312,9 @@ def _take_snapshot(
             _copy_state(settings, staging)
             held = clock()
         logger.info("held the cycle lock for %.2f s", held)
-        _pg_dump_warehouse(settings, snapshot, schemas, staging / WAREHOUSE_MEMBER["postgres"])
+        _pg_dump_warehouse(
+            settings, pg_dump, snapshot, schemas, staging / WAREHOUSE_MEMBER["postgres"]
+        )
         with conn.cursor() as cursor:
             tables = postgres_tables(cursor)
         return created_at, tables, held, {"schemas": schemas}
@@ -616,9 +624,10 @@ def _pg_errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "ERROR" in line or "error" in line]
 
 
-def _pg_dump_warehouse(settings: Settings, snapshot: str, schemas: list[str], target: Path) -> None:
+def _pg_dump_warehouse(
+    settings: Settings, pg_dump: str, snapshot: str, schemas: list[str], target: Path
+) -> None:
     env = _warehouse_pg_env(settings)
-    pg_dump = _check_pg_dump_version(env, "warehouse")
     target.parent.mkdir(parents=True, exist_ok=True)
     args = [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot}", "-f", str(target)]
     for schema in schemas:
@@ -699,6 +708,10 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
         pg_tool("pg_restore")
         pg_tool("psql")
     warnings: list[str] = []
+    try:
+        settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"BACKUP_DIR {settings.backup_dir} cannot be created ({exc})") from exc
     with _held_lock(settings, False, cycle_lock):
         has_data = _warehouse_has_data(settings)
         if has_data and not _confirmed(settings, yes):
@@ -714,6 +727,8 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
                     f"no safety backup of the current state could be taken ({note}); run again "
                     "with --yes to restore anyway"
                 )
+        elif safety is None:
+            logger.info("no safety backup: nothing to keep (a fresh installation)")
         elif note:
             warnings.append(note)
         staging = Path(tempfile.mkdtemp(prefix=".coincap-restore-", dir=settings.backup_dir))
@@ -849,10 +864,13 @@ def _restore_postgres(settings: Settings, dump: Path) -> list[str]:
         "restoring the grants",
         tolerate=True,
     )
+    counts: dict[str, int] = {}
+    for error in errors:  # one line per cause (a missing role fails each of its grants)
+        counts[error] = counts.get(error, 0) + 1
     return [
-        f"a grant of the backup was not restored ({e}); create the role and grant it again "
-        "(docker/warehouse-init does it for the compose warehouse)"
-        for e in errors
+        f"{n} grant(s) of the backup not restored ({error}); create the role and grant them "
+        "again (docker/warehouse-init does it for the compose warehouse)"
+        for error, n in counts.items()
     ]
 
 

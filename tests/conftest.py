@@ -39,6 +39,7 @@ LONGEST_FIRST = [
     "tests/drills/test_kill_drills.py",
     "tests/drills/test_drills.py",
     "tests/test_coincap_reality.py",
+    "tests/drills/test_restore_drill.py",
     "tests/test_history.py",
     "tests/test_cli_doctor.py",
     "tests/test_cycle.py",

@@ -65,6 +65,7 @@ def test_tiny_benchmark_writes_the_three_tables(postgres_server, tmp_path: Path)
         "### 1. Cycle cost vs history size",
         "### 2. Backfill throughput",
         "### 3. Analyst queries",
+        "### 4. Backup and restore",
     ):
         assert heading in text
     for fact in (

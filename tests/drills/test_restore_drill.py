@@ -232,3 +232,82 @@ def test_restore_into_a_fresh_installation(request: pytest.FixtureRequest, insta
     finally:
         wh.drop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_metabase_application_database(installation: Installation) -> None:
+    """METABASE_APP_DB_NAME set: the backup holds Metabase's application database (a second
+    database on the same server) as its own member, and the restore puts it back."""
+    inst = installation
+    if inst.engine != "postgres":
+        pytest.skip("Metabase's application database is a PostgreSQL database")
+    server = inst.warehouse.server
+    assert server is not None
+    app_db = f"coincap_mbapp_{uuid.uuid4().hex[:8]}"
+    inst.warehouse.admin(f'create database "{app_db}"')
+    app = Warehouse("postgres", inst.tmp, server)  # only for its connection helper
+    app.admin(f'drop database "{app.dbname}"')
+    app.dbname = app_db
+    try:
+        app.run_sql(
+            "create table report_card (id serial primary key, name text not null)",
+            "insert into report_card (name) values ('Prices'), ('Market share'), ('Gaps')",
+        )
+        settings = {
+            "METABASE_APP_DB_NAME": app_db,
+            "METABASE_APP_DB_USER": server["POSTGRES_USER"],
+            "METABASE_APP_DB_PASSWORD": server["POSTGRES_PASSWORD"],
+        }
+        proc = inst.command("backup", timeout=300, **settings)
+        assert proc.returncode == 0, proc.stderr
+        path = Path(proc.stdout.strip().splitlines()[-1])
+        manifest = read_manifest(path)
+        assert manifest["metabase_app_db"] == {
+            "database": app_db,
+            "member": "metabase/metabase.dump",
+        }
+        assert "metabase/metabase.dump" in manifest["members"]
+
+        app.run_sql("delete from report_card where name <> 'Gaps'", "create table junk (x int)")
+        proc = inst.command("restore", str(path), "--yes", timeout=300, **settings)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        conn = app.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select name from report_card order by id")
+                names = [r[0] for r in cur.fetchall()]
+        finally:
+            conn.close()
+        assert names == ["Prices", "Market share", "Gaps"]
+
+        # restored where METABASE_APP_DB_NAME is not set: said, not silently skipped
+        proc = inst.command("restore", str(path), "--yes", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: ")] == [
+            f"warning: the backup holds Metabase's application database ({app_db}) but "
+            "METABASE_APP_DB_NAME is not set: it was not restored"
+        ], proc.stderr
+    finally:
+        inst.warehouse.admin(f'drop database if exists "{app_db}" with (force)')
+
+
+def test_a_missing_role_is_a_warning(installation: Installation, reader_role: Any) -> None:
+    """PostgreSQL: restored where a role the backup granted to does not exist (a fresh server
+    without Metabase's reader), the grant is a warning line and the rest is restored."""
+    inst = installation
+    state = STATE.get(inst.engine)
+    if inst.engine != "postgres" or state is None or reader_role is None:
+        pytest.skip("PostgreSQL only, after the backup step")
+    proc = inst.command("backup", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    manifest = read_manifest(path)
+    inst.warehouse.run_sql(f'drop owned by "{reader_role}"')
+    inst.warehouse.admin(f'drop role "{reader_role}"')
+    proc = inst.command("restore", str(path), "--yes", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and all(
+        f'role "{reader_role}" does not exist' in ln and "grant(s)" in ln for ln in warnings
+    ), proc.stderr
+    tables = sorted(manifest["tables"])
+    assert _counts(inst, tables) == {t: manifest["tables"][t]["rows"] for t in tables}
