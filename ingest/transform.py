@@ -129,7 +129,8 @@ def _build_error(build: Any) -> tuple[str, list[str]]:
     message = first_line(first.message, "")
     more = f" and {len(failing) - 1} more" if len(failing) > 1 else ""
     ids = [r.node.unique_id for r in failing]
-    return f"dbt build failed: {ids[0]}{more}: {message}"[:500], ids
+    because = f": {message}" if message else " (see the lines above)"
+    return f"dbt build failed: {ids[0]}{more}{because}"[:500], ids
 
 
 def _freshness(fresh: Any) -> tuple[str, str]:
