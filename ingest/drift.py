@@ -479,7 +479,10 @@ def main(settings: Settings, acknowledge: str | None = None, as_json: bool = Fal
     try:
         if acknowledge:
             done = _acknowledge(settings, acknowledge.strip())
-            print(f"acknowledged {len(done)} schema change(s): {', '.join(done)}")
+            if done:
+                print(f"acknowledged {len(done)} schema change(s): {', '.join(done)}")
+            else:
+                print("no schema change waits to be acknowledged")
             return 0
         with connect(settings, settings.run_dir) as query:
             existing = _relations(query)

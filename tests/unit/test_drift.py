@@ -19,6 +19,7 @@ from ingest.drift import (
     compare_variants,
     endpoint_of,
     observe,
+    render_changes,
 )
 
 ASSET = {"id": "bitcoin", "rank": "1", "priceUsd": "96239.8", "maxSupply": None, "tokens": {}}
@@ -209,3 +210,27 @@ def test_schema_drift_snapshots_setting():
     for bad in ("0", "-1", "two", "1.5"):
         with pytest.raises(ConfigError, match=r"^SCHEMA_DRIFT_SNAPSHOTS is .*1 or more$"):
             Settings.from_env({"SCHEMA_DRIFT_SNAPSHOTS": bad})
+
+
+def test_status_lines_for_the_changes_not_acknowledged():
+    assert render_changes(None) == []  # no change ever recorded: status says nothing
+    assert render_changes([]) == ["Schema changes: none to acknowledge"]
+    lines = render_changes(
+        [
+            {
+                "change_id": "3f9c2a1b",
+                "detected_at": "2026-12-05T05:10:09Z",
+                "endpoint": "/assets",
+                "field": "rank",
+                "change": "retyped",
+                "old_kind": "string",
+                "new_kind": "number",
+                "acknowledged_at": None,
+            }
+        ]
+    )
+    assert lines == [
+        "Schema changes not acknowledged (1; `coincap-elt drift --acknowledge ID|all` when "
+        "dealt with):",
+        "  3f9c2a1b  2026-12-05T05:10:09Z  /assets  retyped `rank` (string -> number)",
+    ]
