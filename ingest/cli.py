@@ -6,6 +6,7 @@ coincap-elt status [--json]            the last cycles, freshness, holes, credit
 coincap-elt doctor [--check-key]       check the configuration without spending credits
 coincap-elt metabase                   set up Metabase: warehouse, dashboard, dbt's docs
 coincap-elt docs [--port 8080]         the dbt docs site of this warehouse, on localhost
+coincap-elt drift [--acknowledge ID]   CoinCap's schema changes; acknowledge them
 """
 
 from __future__ import annotations
@@ -96,6 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         "Ctrl-C. The warehouse must exist: run a cycle first. Exit 1 when it does not.",
     )
     docs.add_argument("--port", type=int, default=8080, help="the local port (default 8080)")
+    drift = commands.add_parser(
+        "drift",
+        help="CoinCap's schema changes (fields added, removed, retyped); acknowledge them",
+        description="Lists the changes in what CoinCap sends that cycles recorded in "
+        "ops.schema_changes, newest first: a field added, a field no longer sent "
+        "(SCHEMA_DRIFT_SNAPSHOTS snapshots in a row), a field whose type changed. "
+        "--acknowledge ID (or all) marks them dealt with: `coincap-elt status` stops listing "
+        "them, a retyped field's type becomes the one last sent and a removed field is "
+        "forgotten. Exit 0; 1 with one `error:` line when the warehouse cannot be read or ID "
+        "names no change waiting to be acknowledged.",
+    )
+    drift.add_argument(
+        "--acknowledge", metavar="ID|all", help="acknowledge this change (or all of them)"
+    )
+    drift.add_argument("--json", action="store_true", help="the list as JSON, for scripts")
     args = parser.parse_args(argv)
     return run_command(args)
 
@@ -149,6 +165,10 @@ def run_command(args: argparse.Namespace) -> int:
         from ingest.status import main as status_main
 
         return status_main(settings, as_json=args.json)
+    if args.command == "drift":
+        from ingest.drift import main as drift_main
+
+        return drift_main(settings, acknowledge=args.acknowledge, as_json=args.json)
     if args.command == "docs":
         from ingest.transform import serve_docs
 

@@ -33,6 +33,7 @@ DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 # ~/.dlt, shared by every checkout of the same user: two checkouts would share state (and dlt
 # would even remember the other checkout's DuckDB file). So the default here is per project.
 DEFAULT_DLT_DATA_DIR = "data/dlt"
+DEFAULT_SCHEMA_DRIFT_SNAPSHOTS = 3  # snapshots without a field before it counts as removed
 DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
 # Where dbt_project/ and profiles/ are when COINCAP_HOME is not set: the checkout this package was
 # imported from (`make install` installs it in editable mode). The image sets COINCAP_HOME=/app.
@@ -73,6 +74,7 @@ class Settings:
     alert_webhook_url: str = ""
     docs_dir: Path | None = None  # DBT_DOCS_DIR: the static docs site, refreshed by each cycle
     dbt_target_path: Path = Path("dbt_project/target")
+    schema_drift_snapshots: int = DEFAULT_SCHEMA_DRIFT_SNAPSHOTS
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -103,6 +105,7 @@ class Settings:
             docs_dir=_path_or_none(env, "DBT_DOCS_DIR"),
             dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
             or home_from(env) / "dbt_project" / "target",
+            schema_drift_snapshots=schema_drift_snapshots_from(env),
             secrets=secrets_from(env),
         )
 
@@ -195,6 +198,19 @@ def home_from(env: Mapping[str, str]) -> Path:
 def schedule_from(env: Mapping[str, str]) -> str:
     """PIPELINE_SCHEDULE as given (the container's entrypoint and `doctor` check its fields)."""
     return env.get("PIPELINE_SCHEDULE", "").strip() or DEFAULT_SCHEDULE
+
+
+def schema_drift_snapshots_from(env: Mapping[str, str]) -> int:
+    """SCHEMA_DRIFT_SNAPSHOTS: snapshots in a row without a field before it is reported
+    removed (ingest/drift.py); 1 or more."""
+    value = env.get("SCHEMA_DRIFT_SNAPSHOTS", "").strip()
+    if not value:
+        return DEFAULT_SCHEMA_DRIFT_SNAPSHOTS
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise ConfigError(
+            f"SCHEMA_DRIFT_SNAPSHOTS is {value!r}; set it to a whole number of snapshots, 1 or more"
+        )
+    return int(value)
 
 
 def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from ingest.alerts import last_state, redact
 from ingest.config import Settings
 from ingest.credits import RUNS_SQL, month_credits, since
 from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock
+from ingest.drift import render_changes, unacknowledged
 from ingest.logs import first_line
 from ingest.warehouse import Query, WarehouseError
 
@@ -76,6 +77,7 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
         run_log, cycles = _cycles(query, existing)
         newest = _newest_observation(query, existing)
         gaps = _gaps(query, existing)
+        schema_changes = unacknowledged(query, existing)
         runs = query(RUNS_SQL.format(table=run_log), since(now)) if run_log else []
     month = month_credits(now, runs)
     heartbeat = _heartbeat(run_dir)
@@ -97,6 +99,7 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
         "quota": _quota(run_dir),
         "pending_packages": _pending_packages(settings),
         "gaps": gaps,
+        "schema_changes": schema_changes,
         "credits": {
             "month": month.month,
             "used_this_month": month.used,
@@ -253,6 +256,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_render_pending(report["pending_packages"]),
         *_render_gaps(report["gaps"]),
+        *render_changes(report.get("schema_changes")),
         *_render_credits(report["credits"]),
     ]
     return "\n".join(lines)

@@ -47,6 +47,7 @@ LONGEST_FIRST = [
     "tests/test_stack_cron.py",
     "tests/test_stack_warehouse.py",
     "tests/test_bench.py",
+    "tests/test_schema_drift.py",
     "tests/test_reliability_features.py",
     "tests/test_stack_metabase.py",
     "tests/test_numbers.py",
