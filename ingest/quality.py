@@ -71,7 +71,12 @@ class Finding:
         return self.since.isoformat()
 
     def as_dict(self) -> dict[str, str]:
-        return {"check": self.check, "asset_id": self.asset_id, "since": _iso(self.since)}
+        return {
+            "check": self.check,
+            "asset_id": self.asset_id,
+            "since": _iso(self.since),
+            "text": self.text,
+        }
 
 
 # --------------------------------------------------------------------------- the decisions

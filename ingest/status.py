@@ -29,6 +29,7 @@ from ingest.config import Settings
 from ingest.credits import RUNS_SQL, month_credits, since
 from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock
 from ingest.logs import first_line
+from ingest.quality import find as find_quality
 from ingest.warehouse import Query, WarehouseError
 
 # the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
@@ -76,6 +77,11 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
         run_log, cycles = _cycles(query, existing)
         newest = _newest_observation(query, existing)
         gaps = _gaps(query, existing)
+        quality = (
+            [finding.as_dict() for finding in find_quality(query, settings.asset_ids)]
+            if "marts.fct_asset_price_history" in existing
+            else None  # not built yet
+        )
         runs = query(RUNS_SQL.format(table=run_log), since(now)) if run_log else []
     month = month_credits(now, runs)
     heartbeat = _heartbeat(run_dir)
@@ -97,6 +103,7 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
         "quota": _quota(run_dir),
         "pending_packages": _pending_packages(settings),
         "gaps": gaps,
+        "quality": quality,
         "credits": {
             "month": month.month,
             "used_this_month": month.used,
@@ -253,6 +260,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_render_pending(report["pending_packages"]),
         *_render_gaps(report["gaps"]),
+        *_render_quality(report.get("quality")),
         *_render_credits(report["credits"]),
     ]
     return "\n".join(lines)
@@ -326,6 +334,16 @@ def _render_gaps(gaps: dict[str, Any] | None) -> list[str]:
             for gap in gaps["newest"]
         ),
     ]
+
+
+def _render_quality(findings: list[dict[str, str]] | None) -> list[str]:
+    """The data-quality warnings that hold now (ingest/quality.py; docs/operations.md); nothing
+    before the first build."""
+    if findings is None:
+        return []
+    if not findings:
+        return ["Data quality: no warnings"]
+    return ["Data quality:", *(f"  warning: {finding['text']}" for finding in findings)]
 
 
 def _render_credits(spend: dict[str, Any]) -> list[str]:
