@@ -88,13 +88,18 @@ def missing_finding(
     if len(answers_after) < MISSING_SNAPSHOTS:
         return None
     since = _utc(answers_after[0])
-    seen = f"last seen {_iso(last_seen)}" if last_seen else "never in the warehouse"
+    if last_seen is None:  # the episode still starts at the first answer: a stable period
+        when = "every CoinCap answer so far (never in the warehouse)"
+    else:
+        when = (
+            f"CoinCap's answers since {_iso(since)} ({MISSING_SNAPSHOTS} snapshots in a row or "
+            f"more; last seen {_iso(last_seen)})"
+        )
     return Finding(
         "missing",
         asset_id,
         since,
-        f"{asset_id} is missing from CoinCap's answers since {_iso(since)} "
-        f"({MISSING_SNAPSHOTS} snapshots in a row or more; {seen}); check COINCAP_ASSET_IDS "
+        f"{asset_id} is missing from {when}; check COINCAP_ASSET_IDS "
         "against https://rest.coincap.io/v3/assets (ids change now and then)",
     )
 

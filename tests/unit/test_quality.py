@@ -45,7 +45,9 @@ def test_missing_needs_three_answers_without_the_asset() -> None:
 def test_an_asset_never_seen_is_missing_since_the_first_answer() -> None:
     found = missing_finding("bitcoim", None, [T0, T0 + 5 * MIN, T0 + 10 * MIN])
     assert found is not None and found.since == T0
-    assert "never in the warehouse" in found.text
+    assert found.text.startswith(
+        "bitcoim is missing from every CoinCap answer so far (never in the warehouse)"
+    )
 
 
 def test_a_later_episode_has_another_period() -> None:
