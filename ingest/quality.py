@@ -42,6 +42,8 @@ logger = logging.getLogger("ingest.quality")
 MISSING_SNAPSHOTS = 3
 FROZEN_AFTER = timedelta(minutes=60)
 MOVE_WINDOW = timedelta(minutes=60)
+# how far back (CoinCap's clock) the frozen check looks for an asset's latest snapshot
+RECENT = timedelta(days=1)
 # what the checks read; without one of them (before the first build) they find nothing
 RELATIONS = ("raw.assets", "marts.fct_asset_prices", "marts.fct_asset_price_history")
 FIGURES = (
@@ -80,14 +82,10 @@ class Finding:
 
 
 # --------------------------------------------------------------------------- the decisions
-def missing_finding(
-    asset_id: str, last_seen: datetime | None, answers_after: list[datetime]
-) -> Finding | None:
-    """`answers_after`: the first CoinCap answers (oldest first, up to MISSING_SNAPSHOTS) after
-    the asset's newest row, all answers when it never had one."""
-    if len(answers_after) < MISSING_SNAPSHOTS:
-        return None
-    since = _utc(answers_after[0])
+def missing_finding(asset_id: str, last_seen: datetime | None, since: datetime) -> Finding:
+    """The asset is in none of CoinCap's last MISSING_SNAPSHOTS answers: `since` is the first
+    answer after its newest row (`last_seen`; the first answer of all when it never had one)."""
+    since = _utc(since)
     if last_seen is None:  # the episode still starts at the first answer: a stable period
         when = "every CoinCap answer so far (never in the warehouse)"
     else:
@@ -140,60 +138,121 @@ def move_finding(asset_id: str, moves: list[tuple[datetime, Decimal | None]]) ->
 
 
 # --------------------------------------------------------------------------- the warehouse
+# Each query names its time both ways: the plain column lets DuckDB skip old row groups (their
+# min/max), the loaded-at expression lets PostgreSQL use its index (macros/indexes.sql). So the
+# cost stays flat as history grows; only an asset already found missing or frozen costs a look
+# further back, to find where its episode started.
+ANSWERED_AT = "to_timestamp(coincap_timestamp / 1000.0)"
+
+
 def find(query: Query, asset_ids: tuple[str, ...]) -> list[Finding]:
     """Every current finding for the configured assets, by check then asset."""
     if not _relations_exist(query):
         return []
-    findings: list[Finding] = []
-    for asset_id in asset_ids:
-        last_ms = query("select max(coincap_timestamp) from raw.assets where id = %s", asset_id)
-        last_ms = last_ms[0][0] if last_ms else None
-        # by the loaded-at expression: PostgreSQL reads its index (macros/indexes.sql) in order
-        answers = query(
-            "select distinct to_timestamp(coincap_timestamp / 1000.0) as answered_at "
-            "from raw.assets where to_timestamp(coincap_timestamp / 1000.0) "
-            "> to_timestamp(%s / 1000.0) "
-            f"order by answered_at limit {MISSING_SNAPSHOTS}",
-            -1 if last_ms is None else int(last_ms),
+    findings: list[Finding | None] = []
+    newest = [
+        row[0]
+        for row in query(
+            f"select distinct {ANSWERED_AT} as answered_at from raw.assets "
+            f"order by answered_at desc limit {MISSING_SNAPSHOTS}"
         )
-        last_seen = None if last_ms is None else datetime.fromtimestamp(last_ms / 1000, UTC)
-        findings.append(missing_finding(asset_id, last_seen, [row[0] for row in answers]))
+    ]
     for asset_id in asset_ids:
-        findings.append(_frozen(query, asset_id))
-    for asset_id in asset_ids:
-        rows = query(
-            "select price_at, price_change_pct_5m from marts.fct_asset_price_history "
-            "where asset_id = %s and is_large_price_move "
-            "and price_at > (select max(price_at) from marts.fct_asset_price_history) - "
-            f"interval '{int(MOVE_WINDOW.total_seconds() // 60)} minutes' order by price_at",
-            asset_id,
-        )
-        findings.append(move_finding(asset_id, [(row[0], row[1]) for row in rows]))
+        findings.append(_missing(query, asset_id, newest))
+    newest_observed = query("select max(observed_at) from marts.fct_asset_prices")[0][0]
+    if newest_observed is not None:
+        for asset_id in asset_ids:
+            findings.append(_frozen(query, asset_id, newest_observed - RECENT))
+    newest_slot = query("select max(price_at) from marts.fct_asset_price_history")[0][0]
+    if newest_slot is not None:
+        for asset_id in asset_ids:
+            rows = query(
+                "select price_at, price_change_pct_5m from marts.fct_asset_price_history "
+                "where asset_id = %s and price_at > %s and is_large_price_move order by price_at",
+                asset_id,
+                newest_slot - MOVE_WINDOW,
+            )
+            findings.append(move_finding(asset_id, [(row[0], row[1]) for row in rows]))
     order = {"missing": 0, "frozen": 1, "price_move": 2}
     found = [finding for finding in findings if finding is not None]
     return sorted(found, key=lambda f: order[f.check])
 
 
-def _frozen(query: Query, asset_id: str) -> Finding | None:
-    figures = ", ".join(FIGURES)
-    different = " or ".join(f"earlier.{name} is distinct from latest.{name}" for name in FIGURES)
-    rows = query(
-        f"with latest as (select asset_id, observed_at, {figures} from marts.fct_asset_prices "
-        "where asset_id = %s order by observed_at desc limit 1) "
-        "select latest.observed_at, (select max(earlier.observed_at) "
-        "from marts.fct_asset_prices as earlier where earlier.asset_id = latest.asset_id "
-        f"and earlier.observed_at < latest.observed_at and ({different})) from latest",
-        asset_id,
-    )
-    if not rows:
+def _missing(query: Query, asset_id: str, newest: list[datetime]) -> Finding | None:
+    if len(newest) < MISSING_SNAPSHOTS:
         return None
-    latest, changed_at = rows[0]
-    after = "" if changed_at is None else "and observed_at > %s"
+    oldest_ms = _ms(newest[-1])
+    in_newest = query(
+        "select 1 from raw.assets where id = %s and coincap_timestamp >= %s limit 1",
+        asset_id,
+        oldest_ms,
+    )
+    if in_newest:
+        return None
+    last_ms = query("select max(coincap_timestamp) from raw.assets where id = %s", asset_id)[0][0]
+    after = -1 if last_ms is None else int(last_ms)
     since = query(
-        f"select min(observed_at) from marts.fct_asset_prices where asset_id = %s {after}",
+        f"select min({ANSWERED_AT}) from raw.assets where coincap_timestamp > %s "
+        f"and {ANSWERED_AT} > to_timestamp(%s / 1000.0)",
+        after,
+        after,
+    )[0][0]
+    last_seen = None if last_ms is None else datetime.fromtimestamp(int(last_ms) / 1000, UTC)
+    return missing_finding(asset_id, last_seen, since)
+
+
+def _frozen(query: Query, asset_id: str, recent_from: datetime) -> Finding | None:
+    """Only assets with a snapshot in the last RECENT of CoinCap's clock (a missing one is the
+    other check's)."""
+    figures = ", ".join(FIGURES)
+    latest = query(
+        "select max(observed_at) from marts.fct_asset_prices "
+        "where asset_id = %s and observed_at >= %s",
+        asset_id,
+        recent_from,
+    )[0][0]
+    if latest is None:
+        return None
+    # the newest snapshot at least FROZEN_AFTER before the latest: frozen when it and every
+    # snapshot after it have the latest's figures
+    anchor = query(
+        "select max(observed_at) from marts.fct_asset_prices "
+        "where asset_id = %s and observed_at >= %s and observed_at <= %s",
+        asset_id,
+        recent_from,
+        latest - FROZEN_AFTER,
+    )[0][0]
+    if anchor is None:
+        return None
+    rows = query(
+        f"select {figures} from marts.fct_asset_prices "
+        "where asset_id = %s and observed_at >= %s and observed_at <= %s",
+        asset_id,
+        anchor,
+        latest,
+    )
+    if not unchanged(rows):
+        return None
+    # where the episode started: the first snapshot after the last one with other figures
+    different = " or ".join(f"{name} is distinct from %s" for name in FIGURES)
+    changed_at = query(
+        "select max(observed_at) from marts.fct_asset_prices "
+        f"where asset_id = %s and observed_at < %s and ({different})",
+        asset_id,
+        anchor,
+        *rows[-1],
+    )[0][0]
+    since = query(
+        "select min(observed_at) from marts.fct_asset_prices where asset_id = %s "
+        + ("" if changed_at is None else "and observed_at > %s"),
         *((asset_id,) if changed_at is None else (asset_id, changed_at)),
     )[0][0]
     return frozen_finding(asset_id, latest, since)
+
+
+def unchanged(rows: list[tuple[Any, ...]]) -> bool:
+    """Whether the snapshots' figures (rows of FIGURES) are all the same, and there are two."""
+    return len(rows) >= 2 and len(set(rows)) == 1
 
 
 def _relations_exist(query: Query) -> bool:
@@ -243,6 +302,10 @@ def _cycle_reader(settings: Settings) -> Iterator[Query]:
         yield lambda sql, *params: conn.execute(sql.replace("%s", "?"), params).fetchall()
     finally:
         conn.close()
+
+
+def _ms(when: datetime) -> int:
+    return round(_utc(when).timestamp() * 1000)
 
 
 def _utc(when: datetime) -> datetime:

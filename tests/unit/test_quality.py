@@ -19,6 +19,7 @@ from ingest.quality import (
     frozen_finding,
     missing_finding,
     move_finding,
+    unchanged,
 )
 from ingest.status import _render_quality
 from ingest.transform import dbt_vars
@@ -29,32 +30,32 @@ MIN = timedelta(minutes=1)
 
 
 # --------------------------------------------------------------------------- missing
-def test_missing_needs_three_answers_without_the_asset() -> None:
-    assert missing_finding("solana", T0, []) is None
-    assert missing_finding("solana", T0, [T0 + 5 * MIN]) is None
-    assert missing_finding("solana", T0, [T0 + 5 * MIN, T0 + 10 * MIN]) is None
-    found = missing_finding("solana", T0, [T0 + 5 * MIN, T0 + 10 * MIN, T0 + 15 * MIN])
-    assert found is not None
+def test_missing_names_the_asset_its_episode_and_when_it_was_last_seen() -> None:
+    found = missing_finding("solana", T0, T0 + 5 * MIN)
     assert found.since == T0 + 5 * MIN  # the episode: from the first answer without it
-    assert found.topic == "quality_missing_solana"
+    assert found.check == "missing" and found.topic == "quality_missing_solana"
     assert "solana is missing from CoinCap's answers since 2026-12-05T04:07:03Z" in found.text
     assert "last seen 2026-12-05T04:02:03Z" in found.text
     assert "COINCAP_ASSET_IDS" in found.text
 
 
-def test_an_asset_never_seen_is_missing_since_the_first_answer() -> None:
-    found = missing_finding("bitcoim", None, [T0, T0 + 5 * MIN, T0 + 10 * MIN])
-    assert found is not None and found.since == T0
+def test_an_asset_never_seen_is_missing_from_every_answer() -> None:
+    found = missing_finding("bitcoim", None, T0)
+    assert found.since == T0
     assert found.text.startswith(
         "bitcoim is missing from every CoinCap answer so far (never in the warehouse)"
     )
 
 
-def test_a_later_episode_has_another_period() -> None:
-    first = missing_finding("solana", T0, [T0 + 5 * MIN, T0 + 10 * MIN, T0 + 15 * MIN])
-    again = missing_finding("solana", T0 + 20 * MIN, [T0 + 25 * MIN, T0 + 30 * MIN, T0 + 35 * MIN])
-    assert first is not None and again is not None
+def test_a_later_episode_has_another_period_the_same_one_the_same() -> None:
+    first = missing_finding("solana", T0, T0 + 5 * MIN)
+    again = missing_finding("solana", T0 + 20 * MIN, T0 + 25 * MIN)
     assert first.topic == again.topic and first.period != again.period
+    assert missing_finding("solana", T0, T0 + 5 * MIN).period == first.period
+
+
+def test_odd_characters_of_an_id_never_reach_the_state_file_name() -> None:
+    assert missing_finding("../Evil Coin", None, T0).topic == "quality_missing____evil_coin"
 
 
 # --------------------------------------------------------------------------- frozen
@@ -69,6 +70,16 @@ def test_frozen_takes_any_time_zone_as_utc() -> None:
     plus_one = datetime(2026, 12, 5, 6, 2, 3, tzinfo=UTC).astimezone(timezone(timedelta(hours=1)))
     found = frozen_finding("ethereum", plus_one, T0)
     assert found is not None and "(120 min of CoinCap's time" in found.text
+
+
+def test_unchanged_needs_two_snapshots_with_every_figure_equal() -> None:
+    same = (Decimal("1.5"), Decimal("10"), None, Decimal("3"), Decimal("1.4"), Decimal("-0.5"))
+    assert not unchanged([same])
+    assert unchanged([same, same, same])
+    for i in range(len(same)):  # any one figure that moved, a null that became a value too
+        moved = list(same)
+        moved[i] = Decimal("7")
+        assert not unchanged([same, tuple(moved), same]), i
 
 
 # --------------------------------------------------------------------------- price moves
@@ -120,7 +131,7 @@ def test_a_wrong_price_move_threshold_is_refused_naming_the_variable(given: str)
 def test_status_lists_the_findings_or_says_none() -> None:
     assert _render_quality(None) == []  # not built yet
     assert _render_quality([]) == ["Data quality: no warnings"]
-    found = missing_finding("solana", T0, [T0 + 5 * MIN, T0 + 10 * MIN, T0 + 15 * MIN])
+    found = missing_finding("solana", T0, T0 + 5 * MIN)
     assert isinstance(found, Finding)
     lines = _render_quality([found.as_dict()])
     assert lines[0] == "Data quality:"
