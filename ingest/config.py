@@ -75,6 +75,8 @@ class Settings:
     docs_dir: Path | None = None  # DBT_DOCS_DIR: the static docs site, refreshed by each cycle
     dbt_target_path: Path = Path("dbt_project/target")
     schema_drift_snapshots: int = DEFAULT_SCHEMA_DRIFT_SNAPSHOTS
+    # PRICE_MOVE_ALERT_PCT; None: dbt_project.yml's default (var price_move_alert_pct, 50)
+    price_move_alert_pct: float | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -106,6 +108,7 @@ class Settings:
             dbt_target_path=_path_or_none(env, "DBT_TARGET_PATH")
             or home_from(env) / "dbt_project" / "target",
             schema_drift_snapshots=schema_drift_snapshots_from(env),
+            price_move_alert_pct=price_move_alert_pct_from(env),
             secrets=secrets_from(env),
         )
 
@@ -121,6 +124,24 @@ class Settings:
 def alert_url_from(env: Mapping[str, str]) -> str:
     """ALERT_WEBHOOK_URL, empty when unset (no alerts)."""
     return env.get("ALERT_WEBHOOK_URL", "").strip()
+
+
+def price_move_alert_pct_from(env: Mapping[str, str]) -> float | None:
+    """PRICE_MOVE_ALERT_PCT: a 5-minute price move (percent, up or down) above which the slot is
+    flagged and a warning sent; None when unset (dbt_project.yml holds the default)."""
+    text = env.get("PRICE_MOVE_ALERT_PCT", "").strip()
+    if not text:
+        return None
+    try:
+        pct = float(text)
+    except ValueError:
+        pct = 0.0
+    if not 0 < pct <= 1_000_000:
+        raise ConfigError(
+            f"PRICE_MOVE_ALERT_PCT is {text!r}; set it to a percentage above 0 (e.g. 50: a move "
+            "of more than 50 % in 5 minutes, up or down, is flagged)"
+        )
+    return pct
 
 
 def api_key_from(env: Mapping[str, str]) -> str:

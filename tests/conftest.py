@@ -49,6 +49,7 @@ LONGEST_FIRST = [
     "tests/test_bench.py",
     "tests/test_schema_drift.py",
     "tests/test_reliability_features.py",
+    "tests/test_data_quality.py",
     "tests/test_stack_metabase.py",
     "tests/test_numbers.py",
     "tests/test_dbt_unit_tests.py",
