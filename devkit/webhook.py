@@ -1,6 +1,12 @@
-"""A local Slack-compatible incoming webhook for tests: records every POST `{"text": ...}` and
-answers with the status it is told (`status`, default 200). Its URL carries a secret path part,
-as a Slack webhook URL does, so a test can check that the URL never shows up in a log."""
+"""A local Slack-compatible incoming webhook for the tests: records every POST and answers
+`status` (200 unless a test sets another), so a test sees exactly which alerts went out.
+
+    receiver = WebhookReceiver()
+    env["ALERT_WEBHOOK_URL"] = receiver.url
+    ...
+    receiver.delivered()      # the texts of the messages accepted (answered 200)
+    receiver.close()
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ group="$(id -gn "$user")" || { echo "error: no such user: $user" >&2; exit 1; }
 # the pipeline's variables (docs/contract.md and scripts/run_pipeline.sh), the backup's (BACKUP_*,
 # and METABASE_APP_DB_*: Metabase's application database is in every backup), and dlt's
 # SECTION__KEY settings
-allowed='^(COINCAP_[A-Z0-9_]+|POSTGRES_[A-Z0-9_]+|DBT_[A-Z0-9_]+|DLT_[A-Z0-9_]+|BACKUP_[A-Z0-9_]+|METABASE_APP_DB_[A-Z0-9_]+|[A-Z][A-Z0-9_]*__[A-Z0-9_]+|WAREHOUSE|DUCKDB_PATH|ALERT_WEBHOOK_URL|PYTHON|PATH|TZ|LANG|LC_ALL|PYTHONUNBUFFERED|PYTHONDONTWRITEBYTECODE)$'
+allowed='^(COINCAP_[A-Z0-9_]+|POSTGRES_[A-Z0-9_]+|DBT_[A-Z0-9_]+|DLT_[A-Z0-9_]+|BACKUP_[A-Z0-9_]+|METABASE_APP_DB_[A-Z0-9_]+|[A-Z][A-Z0-9_]*__[A-Z0-9_]+|WAREHOUSE|DUCKDB_PATH|ALERT_WEBHOOK_URL|SCHEMA_DRIFT_SNAPSHOTS|PRICE_MOVE_ALERT_PCT|PYTHON|PATH|TZ|LANG|LC_ALL|PYTHONUNBUFFERED|PYTHONDONTWRITEBYTECODE)$'
 
 # 'value' with every ' written as '\'' : safe for /bin/sh whatever the value holds
 quote() { local q="'\\''"; printf "'%s'" "${1//\'/$q}"; }

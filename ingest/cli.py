@@ -8,6 +8,7 @@ coincap-elt metabase                   set up Metabase: warehouse, dashboard, db
 coincap-elt docs [--port 8080]         the dbt docs site of this warehouse, on localhost
 coincap-elt backup [--list]            one archive of the warehouse and the state, in BACKUP_DIR
 coincap-elt restore PATH [--yes]       put a backup back (asks first; a safety backup before)
+coincap-elt drift [--acknowledge ID]   CoinCap's schema changes; acknowledge them
 """
 
 from __future__ import annotations
@@ -133,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument(
         "--yes", action="store_true", help="go on without asking (required without a terminal)"
     )
+    drift = commands.add_parser(
+        "drift",
+        help="CoinCap's schema changes (fields added, removed, retyped); acknowledge them",
+        description="Lists the changes in what CoinCap sends that cycles recorded in "
+        "ops.schema_changes, newest first: a field added, a field no longer sent "
+        "(SCHEMA_DRIFT_SNAPSHOTS snapshots in a row), a field whose type changed. "
+        "--acknowledge ID (or all) marks them dealt with: `coincap-elt status` stops listing "
+        "them, a retyped field's type becomes the one last sent and a removed field is "
+        "forgotten. Exit 0; 1 with one `error:` line when the warehouse cannot be read or ID "
+        "names no change waiting to be acknowledged.",
+    )
+    drift.add_argument(
+        "--acknowledge", metavar="ID|all", help="acknowledge this change (or all of them)"
+    )
+    drift.add_argument("--json", action="store_true", help="the list as JSON, for scripts")
     args = parser.parse_args(argv)
     return run_command(args)
 
@@ -190,6 +206,10 @@ def run_command(args: argparse.Namespace) -> int:
         from ingest.backup import main as backup_main
 
         return backup_main(settings, args)
+    if args.command == "drift":
+        from ingest.drift import main as drift_main
+
+        return drift_main(settings, acknowledge=args.acknowledge, as_json=args.json)
     if args.command == "docs":
         from ingest.transform import serve_docs
 

@@ -20,6 +20,7 @@ from ingest.coincap import coincap
 from ingest.coincap.helpers import CoinCapClient, CoinCapError
 from ingest.coincap.settings import HISTORY_INTERVAL_MS
 from ingest.config import ConfigError, Settings, load_environment
+from ingest.drift import Watch
 from ingest.logs import configure_logging, first_line
 from ingest.quota import EXHAUSTED, Quota
 from ingest.summary import IngestSummary
@@ -81,6 +82,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         settings.api_key, settings.base_url, settings.request_timeout_s, max_attempts=attempts
     )
     summary.meter = client.meter
+    drift = Watch(client)  # sees what CoinCap sends, compares it after the load
     source = coincap(
         client,
         settings.asset_ids,
@@ -114,6 +116,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         client.meter.requests,
         client.meter.credits,
     )
+    drift.after_load(settings, pipeline)
 
 
 def open_pipeline(settings: Settings) -> dlt.Pipeline:

@@ -36,6 +36,7 @@ DEFAULT_DLT_DATA_DIR = "data/dlt"
 DEFAULT_BACKUP_DIR = "data/backups"
 DEFAULT_BACKUP_KEEP_DAILY = 7
 DEFAULT_BACKUP_KEEP_WEEKLY = 4
+DEFAULT_SCHEMA_DRIFT_SNAPSHOTS = 3  # snapshots without a field before it counts as removed
 DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
 # docker/entrypoint.sh's default for BACKUP_SCHEDULE (daily, 03:30 UTC); unset outside the image
 DEFAULT_BACKUP_SCHEDULE = "30 3 * * *"
@@ -97,6 +98,9 @@ class Settings:
     metabase_app_db: MetabaseAppDb | None = None  # backed up too when METABASE_APP_DB_NAME is set
     backup_schedule: str = ""  # BACKUP_SCHEDULE: empty when backups are not scheduled
     backup_max_age_hours: int = DEFAULT_BACKUP_MAX_AGE_HOURS
+    schema_drift_snapshots: int = DEFAULT_SCHEMA_DRIFT_SNAPSHOTS
+    # PRICE_MOVE_ALERT_PCT; None: dbt_project.yml's default (var price_move_alert_pct, 50)
+    price_move_alert_pct: float | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -137,6 +141,8 @@ class Settings:
             metabase_app_db=metabase_app_db_from(env),
             backup_schedule=backup_schedule_from(env),
             backup_max_age_hours=backup_max_age_hours_from(env),
+            schema_drift_snapshots=schema_drift_snapshots_from(env),
+            price_move_alert_pct=price_move_alert_pct_from(env),
             secrets=secrets_from(env),
         )
 
@@ -152,6 +158,24 @@ class Settings:
 def alert_url_from(env: Mapping[str, str]) -> str:
     """ALERT_WEBHOOK_URL, empty when unset (no alerts)."""
     return env.get("ALERT_WEBHOOK_URL", "").strip()
+
+
+def price_move_alert_pct_from(env: Mapping[str, str]) -> float | None:
+    """PRICE_MOVE_ALERT_PCT: a 5-minute price move (percent, up or down) above which the slot is
+    flagged and a warning sent; None when unset (dbt_project.yml holds the default)."""
+    text = env.get("PRICE_MOVE_ALERT_PCT", "").strip()
+    if not text:
+        return None
+    try:
+        pct = float(text)
+    except ValueError:
+        pct = 0.0
+    if not 0 < pct <= 1_000_000:
+        raise ConfigError(
+            f"PRICE_MOVE_ALERT_PCT is {text!r}; set it to a percentage above 0 (e.g. 50: a move "
+            "of more than 50 % in 5 minutes, up or down, is flagged)"
+        )
+    return pct
 
 
 def api_key_from(env: Mapping[str, str]) -> str:
@@ -285,6 +309,19 @@ def backup_max_age_hours_from(env: Mapping[str, str]) -> int:
             "set it to a whole number of hours, 1 or more"
         )
     return hours
+
+
+def schema_drift_snapshots_from(env: Mapping[str, str]) -> int:
+    """SCHEMA_DRIFT_SNAPSHOTS: snapshots in a row without a field before it is reported
+    removed (ingest/drift.py); 1 or more."""
+    value = env.get("SCHEMA_DRIFT_SNAPSHOTS", "").strip()
+    if not value:
+        return DEFAULT_SCHEMA_DRIFT_SNAPSHOTS
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise ConfigError(
+            f"SCHEMA_DRIFT_SNAPSHOTS is {value!r}; set it to a whole number of snapshots, 1 or more"
+        )
+    return int(value)
 
 
 def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ class MonthCredits:
     month: str  # the UTC month, "2026-05"
     used: int  # credits recorded by this month's cycles
     projected: int  # at month end, at the last 24 hours' pace (= used without a pace)
-    has_pace: bool  # the last 24 hours hold two cycles with credits: a pace to project from
+    has_pace: bool  # the last 24 hours hold cycles with credits at two different times: a pace
 
 
 def since(now: datetime) -> datetime:
@@ -59,7 +59,7 @@ def month_credits(now: datetime, runs: Iterable[tuple[datetime, int | None]]) ->
         hours_left = (next_month - now).total_seconds() / 3600
         # rounded, not truncated: float error must not lose a credit (12,099.999 is 12,100)
         projected = round(used + per_cycle * cycles_per_hour * hours_left)
-    return MonthCredits(now.strftime("%Y-%m"), used, projected, len(recent) >= 2)
+    return MonthCredits(now.strftime("%Y-%m"), used, projected, span_h > 0)
 
 
 def _month_start(now: datetime) -> datetime:

@@ -99,6 +99,9 @@ def _locked_cycle(settings: Settings) -> int:
             "warning: source freshness failed (see the lines above): CoinCap's newest figures "
             "are too old"
         )
+    from ingest.quality import check_after_build
+
+    check_after_build(settings)  # warnings and alerts on CoinCap's answers, never a failure
     _record(settings, started_at, summary, dbt, None)
     logger.info("cycle finished in %d s", time.monotonic() - started)
     return 0

@@ -28,7 +28,9 @@ from ingest.alerts import last_state, redact
 from ingest.config import Settings
 from ingest.credits import RUNS_SQL, month_credits, since
 from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock
+from ingest.drift import render_changes, unacknowledged
 from ingest.logs import first_line
+from ingest.quality import find as find_quality
 from ingest.warehouse import Query, WarehouseError
 
 # the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
@@ -76,6 +78,12 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
         run_log, cycles = _cycles(query, existing)
         newest = _newest_observation(query, existing)
         gaps = _gaps(query, existing)
+        schema_changes = unacknowledged(query, existing)
+        quality = (
+            [finding.as_dict() for finding in find_quality(query, settings.asset_ids)]
+            if "marts.fct_asset_price_history" in existing
+            else None  # not built yet
+        )
         runs = query(RUNS_SQL.format(table=run_log), since(now)) if run_log else []
     month = month_credits(now, runs)
     heartbeat = _heartbeat(run_dir)
@@ -98,6 +106,8 @@ def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
         "quota": _quota(run_dir),
         "pending_packages": _pending_packages(settings),
         "gaps": gaps,
+        "schema_changes": schema_changes,
+        "quality": quality,
         "credits": {
             "month": month.month,
             "used_this_month": month.used,
@@ -269,7 +279,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_render_pending(report["pending_packages"]),
         *_render_gaps(report["gaps"]),
-        *_render_backup(report["backup"], now),
+        *render_changes(report.get("schema_changes")),
+        *_render_quality(report.get("quality")),
+        *_render_backup(report.get("backup"), now),
         *_render_credits(report["credits"]),
     ]
     return "\n".join(lines)
@@ -345,6 +357,16 @@ def _render_gaps(gaps: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _render_quality(findings: list[dict[str, str]] | None) -> list[str]:
+    """The data-quality warnings that hold now (ingest/quality.py; docs/operations.md); nothing
+    before the first build."""
+    if findings is None:
+        return []
+    if not findings:
+        return ["Data quality: no warnings"]
+    return ["Data quality:", *(f"  warning: {finding['text']}" for finding in findings)]
+
+
 def _render_credits(spend: dict[str, Any]) -> list[str]:
     allowance = spend["monthly_allowance"]
     plan = f"plan allows {allowance:,}" if allowance else "no plan set (COINCAP_MONTHLY_CREDITS)"
@@ -356,7 +378,9 @@ def _render_credits(spend: dict[str, Any]) -> list[str]:
     ]
 
 
-def _render_backup(backup: dict[str, Any], now: datetime) -> list[str]:
+def _render_backup(backup: dict[str, Any] | None, now: datetime) -> list[str]:
+    if backup is None:
+        return []
     schedule = (
         f"scheduled '{backup['schedule']}' UTC, at most {backup['max_age_hours']} h old"
         if backup["schedule"]

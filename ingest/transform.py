@@ -11,6 +11,7 @@ results come back in memory (`DbtOutcome`) for the run log: no artifact file is 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -51,12 +52,20 @@ def project_args(warehouse: Warehouse) -> list[str]:
     return [*PROJECT_ARGS, "--target", warehouse.engine]
 
 
+def dbt_vars(settings: Settings) -> list[str]:
+    """The settings dbt reads as vars: `--vars` with PRICE_MOVE_ALERT_PCT when it is set (else
+    dbt_project.yml's default stands: one definition of it)."""
+    if settings.price_move_alert_pct is None:
+        return []
+    return ["--vars", json.dumps({"price_move_alert_pct": settings.price_move_alert_pct})]
+
+
 def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOutcome:
     """Build, freshness and docs. What dbt reports (a failed build too) is returned, not raised."""
     from dbt.cli.main import dbtRunner  # imported here: `coincap-elt status` never needs dbt
 
     outcome = DbtOutcome()
-    args = project_args(settings.warehouse)
+    args = project_args(settings.warehouse) + dbt_vars(settings)
     parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *args])
     if not parsed.success:
         outcome.build_error = first_line(
@@ -99,7 +108,7 @@ def serve_docs(settings: Settings, port: int) -> int:
             settings.warehouse.duckdb_path,
         )
         return 1
-    args = project_args(settings.warehouse)
+    args = project_args(settings.warehouse) + dbt_vars(settings)
     with cycle_lock(settings.run_dir, wait=True):
         generated = dbtRunner(callbacks=[_relay]).invoke(["docs", "generate", *QUIET, *args])
     if not generated.success:
@@ -129,7 +138,8 @@ def _build_error(build: Any) -> tuple[str, list[str]]:
     message = first_line(first.message, "")
     more = f" and {len(failing) - 1} more" if len(failing) > 1 else ""
     ids = [r.node.unique_id for r in failing]
-    return f"dbt build failed: {ids[0]}{more}: {message}"[:500], ids
+    because = f": {message}" if message else " (see the lines above)"
+    return f"dbt build failed: {ids[0]}{more}{because}"[:500], ids
 
 
 def _freshness(fresh: Any) -> tuple[str, str]:

@@ -91,7 +91,9 @@ def fct_keys(wh: Warehouse, ts_ms: int) -> set[str]:
 
 
 def test_bad_values_run_log_and_alerts(warehouse: Warehouse, webhook: WebhookReceiver, tmp_path):
-    with FakeCoinCap(api_key="test-coincap-key-7f3a9c") as fake:
+    # prices that move with CoinCap's clock, as real ones do: figures unchanged across the 2-hour
+    # jump of cycle 5 would be a data-quality alert per asset (tests/test_data_quality.py)
+    with FakeCoinCap(api_key="test-coincap-key-7f3a9c", prices_follow_clock=True) as fake:
         run = Install(warehouse, fake, webhook, tmp_path)
         wh = warehouse
 

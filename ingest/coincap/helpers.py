@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,8 @@ class CoinCapClient:
         self.max_attempts = max_attempts
         # the last "no usable answer" (429, 5xx, unreachable) of the cycle, for the quota logic
         self.last_unavailable: CoinCapUnavailableError | None = None
+        # called with (path, the answer's bytes) for each answer returned (ingest/drift.py)
+        self.on_answer: Callable[[str, bytes], None] | None = None
         self._client = _MeteredClient(
             self.meter,
             request_timeout=timeout_s,
@@ -182,7 +185,10 @@ class CoinCapClient:
                     f"attempt(s) ({type(exc).__name__}); check COINCAP_BASE_URL and the network, "
                     "the next cycle will try again"
                 ) from None
-            return self._parse(response)
+            body = self._parse(response)
+            if self.on_answer is not None:
+                self.on_answer(path, response.content)
+            return body
         except CoinCapUnavailableError as exc:
             self.last_unavailable = exc
             raise

@@ -103,6 +103,13 @@ def test_a_projection_needs_two_cycles_with_credits_in_24_hours() -> None:
     assert month_credits(now, runs) == MonthCredits("2026-05", 11, 11, False)
 
 
+def test_cycles_recorded_at_one_instant_give_no_pace() -> None:
+    now = at("2026-05-15 12:00")
+    runs = [(at("2026-05-15 11:00"), 3), (at("2026-05-15 11:00"), 4)]
+    # two rows but no time between them: no pace to project from, projected = used
+    assert month_credits(now, runs) == MonthCredits("2026-05", 7, 7, False)
+
+
 def test_no_cycles_give_zero_and_no_pace() -> None:
     assert month_credits(at("2026-02-10 08:00"), []) == MonthCredits("2026-02", 0, 0, False)
 

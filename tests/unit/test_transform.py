@@ -94,7 +94,7 @@ def test_a_build_error_line_is_at_most_500_characters() -> None:
 def test_a_build_result_without_a_message_still_names_the_node() -> None:
     build = run([node_result("error", "model.coincap_elt.m", "")], success=False)
     line, ids = _build_error(build)
-    assert line.startswith("dbt build failed: model.coincap_elt.m")
+    assert line == "dbt build failed: model.coincap_elt.m (see the lines above)"
     assert ids == ["model.coincap_elt.m"]
 
 

@@ -12,6 +12,7 @@
 }}
 
 {%- set interval_minutes = var('price_interval_minutes') %}
+{%- set move_pct = var('price_move_alert_pct') %}
 
 -- The continuous 5-minute series: CoinCap's accepted history points where the ingest fetched them
 -- (backfill, outages), the snapshots of fct_asset_prices everywhere else. Each snapshot belongs
@@ -77,6 +78,12 @@ changed_slots as (
         select asset_id, price_at from new_history_slots
         union
         select asset_id, price_at from new_snapshot_slots
+        -- and the slot after each: its 5-minute change is measured from the changed slot (a slot
+        -- with nothing in it yields no row)
+        union
+        select asset_id, price_at + interval '{{ interval_minutes }} minutes' from new_history_slots
+        union
+        select asset_id, price_at + interval '{{ interval_minutes }} minutes' from new_snapshot_slots
     ) as slots
 
 ),
@@ -199,7 +206,7 @@ ranked as (
 
 ),
 
-final as (
+slots as (
 
     select
         asset_id,
@@ -213,6 +220,73 @@ final as (
     from ranked
 
     where position_in_slot = 1
+
+),
+
+-- the price of the slot before each slot: recomputed here, or (incremental) already in the table
+previous_slots as (
+
+    select asset_id, price_at, price_usd from slots
+
+    {% if is_incremental() %}
+
+        union all
+
+        select
+            stored.asset_id,
+            stored.price_at,
+            stored.price_usd
+
+        from {{ this }} as stored
+
+        inner join changed_slots
+            on stored.asset_id = changed_slots.asset_id
+            and stored.price_at = changed_slots.price_at - interval '{{ interval_minutes }} minutes'
+
+        where not exists (
+            select 1
+            from slots
+            where slots.asset_id = stored.asset_id
+              and slots.price_at = stored.price_at
+        )
+
+    {% endif %}
+
+),
+
+-- the move since the slot just before (none after a hole): ratio in double precision, as the
+-- returns are, so that no quotient of two prices can overflow a numeric
+moves as (
+
+    select
+        slots.*,
+        cast(slots.price_usd as double precision)
+            / cast(previous_slots.price_usd as double precision) as price_ratio
+
+    from slots
+
+    left join previous_slots
+        on slots.asset_id = previous_slots.asset_id
+        and previous_slots.price_at = slots.price_at - interval '{{ interval_minutes }} minutes'
+
+),
+
+final as (
+
+    select
+        asset_id,
+        price_at,
+        price_usd,
+        circulating_supply,
+        source,
+        observed_at,
+        load_id,
+        cast(
+            case when price_ratio < 1e20 then (price_ratio - 1) * 100 end as numeric(38, 12)
+        ) as price_change_pct_5m,
+        coalesce(abs(price_ratio - 1) * 100 > {{ move_pct }}, false) as is_large_price_move
+
+    from moves
 
 )
 
