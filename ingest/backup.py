@@ -256,6 +256,7 @@ def create_backup(
     except OSError as exc:
         raise BackupError(f"BACKUP_DIR {backup_dir} cannot be created ({exc.strerror})") from exc
     engine = settings.warehouse.engine
+    _remove_leftovers(backup_dir)
     staging = Path(tempfile.mkdtemp(prefix=".coincap-backup-", dir=backup_dir))
     try:
         created_at, tables, held, snapshot_note = _take_snapshot(settings, staging, locked)
@@ -284,6 +285,31 @@ def create_backup(
     if retention:
         prune(settings, last_good=path)
     return path
+
+
+# what a backup or restore killed mid-way leaves (hidden names, never an archive's name)
+_LEFTOVER = re.compile(r"^\.coincap-(backup|restore)-\w+$|^\.coincap-.+\.tar\.gz\.partial$")
+LEFTOVER_AGE_S = 6 * 3600
+
+
+def _remove_leftovers(backup_dir: Path, now: float | None = None) -> list[Path]:
+    """Temporary files and directories of a backup or restore that was killed, once they are
+    older than LEFTOVER_AGE_S (a younger one may belong to a backup still running)."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in backup_dir.iterdir():
+        if not _LEFTOVER.match(path.name):
+            continue
+        with contextlib.suppress(OSError):
+            if now - path.lstat().st_mtime < LEFTOVER_AGE_S:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+            logger.info("removed %s, left by a backup or restore that was stopped", path.name)
+    return removed
 
 
 def _take_snapshot(
