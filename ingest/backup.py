@@ -327,7 +327,7 @@ def _take_snapshot(
             _copy_duckdb(settings, target)
             _copy_state(settings, staging)
             held = clock()
-        logger.info("held the cycle lock for %.2f s", held)
+        _log_held(held, locked)
         return created_at, duckdb_tables(target), held, {}
     pg_dump = _check_pg_dump_version(_warehouse_pg_env(settings), "warehouse")  # before the lock
     conn = _pg_connect(settings)
@@ -337,7 +337,7 @@ def _take_snapshot(
             snapshot, schemas = _pg_export_snapshot(conn, settings)
             _copy_state(settings, staging)
             held = clock()
-        logger.info("held the cycle lock for %.2f s", held)
+        _log_held(held, locked)
         _pg_dump_warehouse(
             settings, pg_dump, snapshot, schemas, staging / WAREHOUSE_MEMBER["postgres"]
         )
@@ -346,6 +346,13 @@ def _take_snapshot(
         return created_at, tables, held, {"schemas": schemas}
     finally:
         conn.close()
+
+
+def _log_held(seconds: float, locked: bool) -> None:
+    if locked:  # the restore's safety backup: the restore holds the lock for its whole run
+        logger.info("took the consistent copy in %.2f s (under the restore's cycle lock)", seconds)
+    else:
+        logger.info("held the cycle lock for %.2f s", seconds)
 
 
 @contextlib.contextmanager
@@ -1033,7 +1040,7 @@ def _next_cycle(settings: Settings, manifest: dict[str, Any]) -> str:
     )
     return (
         f"next cycle: it asks CoinCap's 5-minute history for the slots since {since} (the "
-        "backup's newest point) and fills them where CoinCap still has them; at most "
+        "restored series' newest slot) and fills them where CoinCap still has them; at most "
         f"COINCAP_MAX_HISTORY_REQUESTS={settings.max_history_requests} requests a cycle, the rest "
         "in the following cycles; slots CoinCap no longer has become known holes "
         "(marts.fct_asset_price_gaps)"
@@ -1063,7 +1070,10 @@ def main(settings: Settings, args: Any) -> int:
         return 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"restored {report.path.name}: {report.tables} table(s) match the manifest")
+    print(
+        f"restored {report.path.name}: {report.tables} table(s) match the manifest "
+        "(row counts and fingerprint)"
+    )
     if report.safety_backup:
         print(f"the state before the restore is in {report.safety_backup}")
     print(report.next_cycle)
