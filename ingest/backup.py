@@ -870,16 +870,18 @@ def _restore_duckdb(settings: Settings, source: Path) -> None:
 
 
 def _restore_postgres(settings: Settings, dump: Path) -> list[str]:
-    """The four schemas dropped and restored from the dump in ONE transaction (psql -1: a failure
-    leaves the warehouse as it was), owned by the configured role; then the grants the dump
-    holds (Metabase's reader on marts), each on its own: a role missing here is a warning."""
+    """The four schemas (and dlt's raw_staging) dropped and restored from the dump in ONE
+    transaction (psql -1: a failure leaves the warehouse as it was), owned by the configured
+    role; then the grants the dump holds (Metabase's reader on marts), each on its own: a role
+    missing here is a warning."""
     env = _warehouse_pg_env(settings)
     pg_restore, psql = pg_tool("pg_restore"), pg_tool("psql")
     listing = _run_pg([pg_restore, "--list", str(dump)], env, "pg_restore --list").stdout
     entries = [ln for ln in listing.splitlines() if ln.strip() and not ln.startswith(";")]
     grants = [ln for ln in entries if _ACL_ENTRY.match(ln)]
     objects = [ln for ln in entries if not _ACL_ENTRY.match(ln)]
-    drop = "drop schema if exists " + ", ".join(SCHEMAS) + " cascade"
+    # and dlt's scratch schema for merges: a fresh one matches the restored state
+    drop = "drop schema if exists " + ", ".join([*SCHEMAS, "raw_staging"]) + " cascade"
     _pipe_restore(
         [pg_restore, "--no-owner", "--use-list", _list_file(dump, "objects", objects), "-f", "-"],
         [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-c", drop, "-f", "-"],
