@@ -256,6 +256,7 @@ def create_backup(
     except OSError as exc:
         raise BackupError(f"BACKUP_DIR {backup_dir} cannot be created ({exc.strerror})") from exc
     engine = settings.warehouse.engine
+    _remove_leftovers(backup_dir)
     staging = Path(tempfile.mkdtemp(prefix=".coincap-backup-", dir=backup_dir))
     try:
         created_at, tables, held, snapshot_note = _take_snapshot(settings, staging, locked)
@@ -286,6 +287,31 @@ def create_backup(
     return path
 
 
+# what a backup or restore killed mid-way leaves (hidden names, never an archive's name)
+_LEFTOVER = re.compile(r"^\.coincap-(backup|restore)-\w+$|^\.coincap-.+\.tar\.gz\.partial$")
+LEFTOVER_AGE_S = 6 * 3600
+
+
+def _remove_leftovers(backup_dir: Path, now: float | None = None) -> list[Path]:
+    """Temporary files and directories of a backup or restore that was killed, once they are
+    older than LEFTOVER_AGE_S (a younger one may belong to a backup still running)."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in backup_dir.iterdir():
+        if not _LEFTOVER.match(path.name):
+            continue
+        with contextlib.suppress(OSError):
+            if now - path.lstat().st_mtime < LEFTOVER_AGE_S:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+            logger.info("removed %s, left by a backup or restore that was stopped", path.name)
+    return removed
+
+
 def _take_snapshot(
     settings: Settings, staging: Path, locked: bool
 ) -> tuple[datetime, dict[str, dict[str, Any]], float, dict[str, Any]]:
@@ -301,7 +327,7 @@ def _take_snapshot(
             _copy_duckdb(settings, target)
             _copy_state(settings, staging)
             held = clock()
-        logger.info("held the cycle lock for %.2f s", held)
+        _log_held(held, locked)
         return created_at, duckdb_tables(target), held, {}
     pg_dump = _check_pg_dump_version(_warehouse_pg_env(settings), "warehouse")  # before the lock
     conn = _pg_connect(settings)
@@ -311,7 +337,7 @@ def _take_snapshot(
             snapshot, schemas = _pg_export_snapshot(conn, settings)
             _copy_state(settings, staging)
             held = clock()
-        logger.info("held the cycle lock for %.2f s", held)
+        _log_held(held, locked)
         _pg_dump_warehouse(
             settings, pg_dump, snapshot, schemas, staging / WAREHOUSE_MEMBER["postgres"]
         )
@@ -320,6 +346,13 @@ def _take_snapshot(
         return created_at, tables, held, {"schemas": schemas}
     finally:
         conn.close()
+
+
+def _log_held(seconds: float, locked: bool) -> None:
+    if locked:  # the restore's safety backup: the restore holds the lock for its whole run
+        logger.info("took the consistent copy in %.2f s (under the restore's cycle lock)", seconds)
+    else:
+        logger.info("held the cycle lock for %.2f s", seconds)
 
 
 @contextlib.contextmanager
@@ -837,16 +870,18 @@ def _restore_duckdb(settings: Settings, source: Path) -> None:
 
 
 def _restore_postgres(settings: Settings, dump: Path) -> list[str]:
-    """The four schemas dropped and restored from the dump in ONE transaction (psql -1: a failure
-    leaves the warehouse as it was), owned by the configured role; then the grants the dump
-    holds (Metabase's reader on marts), each on its own: a role missing here is a warning."""
+    """The four schemas (and dlt's raw_staging) dropped and restored from the dump in ONE
+    transaction (psql -1: a failure leaves the warehouse as it was), owned by the configured
+    role; then the grants the dump holds (Metabase's reader on marts), each on its own: a role
+    missing here is a warning."""
     env = _warehouse_pg_env(settings)
     pg_restore, psql = pg_tool("pg_restore"), pg_tool("psql")
     listing = _run_pg([pg_restore, "--list", str(dump)], env, "pg_restore --list").stdout
     entries = [ln for ln in listing.splitlines() if ln.strip() and not ln.startswith(";")]
     grants = [ln for ln in entries if _ACL_ENTRY.match(ln)]
     objects = [ln for ln in entries if not _ACL_ENTRY.match(ln)]
-    drop = "drop schema if exists " + ", ".join(SCHEMAS) + " cascade"
+    # and dlt's scratch schema for merges: a fresh one matches the restored state
+    drop = "drop schema if exists " + ", ".join([*SCHEMAS, "raw_staging"]) + " cascade"
     _pipe_restore(
         [pg_restore, "--no-owner", "--use-list", _list_file(dump, "objects", objects), "-f", "-"],
         [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-c", drop, "-f", "-"],
@@ -1007,7 +1042,7 @@ def _next_cycle(settings: Settings, manifest: dict[str, Any]) -> str:
     )
     return (
         f"next cycle: it asks CoinCap's 5-minute history for the slots since {since} (the "
-        "backup's newest point) and fills them where CoinCap still has them; at most "
+        "restored series' newest slot) and fills them where CoinCap still has them; at most "
         f"COINCAP_MAX_HISTORY_REQUESTS={settings.max_history_requests} requests a cycle, the rest "
         "in the following cycles; slots CoinCap no longer has become known holes "
         "(marts.fct_asset_price_gaps)"
@@ -1045,7 +1080,10 @@ def main(settings: Settings, args: Any) -> int:
         return 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"restored {report.path.name}: {report.tables} table(s) match the manifest")
+    print(
+        f"restored {report.path.name}: {report.tables} table(s) match the manifest "
+        "(row counts and fingerprint)"
+    )
     if report.safety_backup:
         print(f"the state before the restore is in {report.safety_backup}")
     print(report.next_cycle)

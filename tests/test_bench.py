@@ -107,8 +107,19 @@ def test_tiny_benchmark_writes_the_three_tables(postgres_server, tmp_path: Path)
     for c in cycles:
         if c["days"] == 2:
             assert c["raw_rows"] > rows_1d[c["engine"]], "more history, more rows"
-    table1 = re.findall(r"^\| (postgres|duckdb) \| \d+ \| \d+ \|.*$", text, re.M)
+    section1 = text.split("### 1.", 1)[1].split("### 2.", 1)[0]
+    table1 = re.findall(r"^\| (postgres|duckdb) \| \d+ \| \d+ \|.*$", section1, re.M)
     assert len(table1) == 4
+
+    # 4. a backup and two restores per engine, with the seconds the cycle lock was held
+    backups = {b["engine"]: b for b in results["backup"]}
+    assert set(backups) == {"postgres", "duckdb"}
+    for b in backups.values():
+        assert b["rows"] > 0 and positive(b["archive_mb"]) and positive(b["backup_seconds"])
+        assert b["lock_seconds"] is not None and 0 <= b["lock_seconds"] < b["backup_seconds"], b
+        assert positive(b["restore_seconds"]) and positive(b["fresh_restore_seconds"]), b
+    section4 = text.split("### 4. Backup and restore", 1)[1]
+    assert len(re.findall(r"^\| (postgres|duckdb) \| 2 \| 2 \| [\d,]+ \|", section4, re.M)) == 2
 
     # 2. the pipeline loaded every point of the backfill, beside COPY and INSERT of those rows
     backfill = results["backfill"]

@@ -328,3 +328,58 @@ def test_missing_postgres_client_is_one_line(tmp_path: Path, monkeypatch) -> Non
         pg_tool("pg_dump")
     assert str(raised.value).startswith("pg_dump is not on PATH; install postgresql-client")
     assert "\n" not in str(raised.value)
+
+
+def test_leftovers_of_a_killed_backup_are_removed_once_old(tmp_path: Path) -> None:
+    import os
+
+    from ingest.backup import LEFTOVER_AGE_S, _remove_leftovers
+
+    old_partial = tmp_path / ".coincap-duckdb-20261201T000000Z.tar.gz.partial"
+    old_staging = tmp_path / ".coincap-backup-abc123"
+    young_partial = tmp_path / ".coincap-duckdb-20261205T000000Z.tar.gz.partial"
+    archive = tmp_path / "coincap-duckdb-20261101T000000Z.tar.gz"
+    other = tmp_path / ".coincap-notes"
+    for path in (old_partial, young_partial, archive, other):
+        path.write_bytes(b"x")
+    old_staging.mkdir()
+    (old_staging / "warehouse.duckdb").write_bytes(b"x")
+    now = 2_000_000_000.0
+    for path in (old_partial, old_staging, archive, other):
+        os.utime(path, (now - LEFTOVER_AGE_S - 10, now - LEFTOVER_AGE_S - 10))
+    os.utime(young_partial, (now - 60, now - 60))
+    removed = _remove_leftovers(tmp_path, now=now)
+    assert sorted(p.name for p in removed) == sorted([old_partial.name, old_staging.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [young_partial.name, archive.name, other.name]
+    )
+
+
+@pytest.mark.parametrize(
+    ("tty", "answer", "yes", "expected"),
+    [
+        (False, "", True, True),  # --yes
+        (False, "y", False, False),  # no terminal: never asks, refuses
+        (True, "y", False, True),
+        (True, "YES", False, True),
+        (True, "", False, False),  # the default is No
+        (True, "n", False, False),
+    ],
+)
+def test_confirmation(tmp_path: Path, monkeypatch, tty: bool, answer: str, yes: bool, expected):
+    import builtins
+
+    from ingest import backup
+
+    asked: list[str] = []
+
+    class Stdin:
+        def isatty(self) -> bool:
+            return tty
+
+    monkeypatch.setattr(backup.sys, "stdin", Stdin())
+    monkeypatch.setattr(builtins, "input", lambda prompt: asked.append(prompt) or answer)
+    assert backup._confirmed(_settings(tmp_path), yes) is expected
+    assert bool(asked) == (tty and not yes)
+    if asked:
+        assert asked[0].endswith("[y/N] ")
