@@ -10,7 +10,7 @@
 #      /proc/1/fd/1: /proc/<pid>/fd of a root process is not accessible to other users.)
 #   3. installs the job lines with their schedules: the cycle's (the line running run_pipeline.sh)
 #      on PIPELINE_SCHEDULE (default '*/5 * * * *'), the backup's (the line running
-#      `coincap-elt backup`) on BACKUP_SCHEDULE (default '30 3 * * *', daily at 03:30 UTC). Both
+#      `coincap-elt backup`) on BACKUP_SCHEDULE (default '32 3 * * *', daily at 03:32 UTC). Both
 #      are five cron fields, checked by docker/valid-schedule.sh, which `coincap-elt doctor` runs
 #      too; anything else stops the container with one `error:` line naming the variable. Only the
 #      schedule fields of the lines in $COINCAP_CRONTAB are rewritten, the commands stay the
@@ -32,7 +32,7 @@ CRONTAB_FILE="${COINCAP_CRONTAB:-/etc/cron.d/coincap}"
 RUN_DIR="${COINCAP_RUN_DIR:-$APP_DIR/data}"
 STOP_TIMEOUT="${COINCAP_STOP_TIMEOUT:-540}"
 SCHEDULE="${PIPELINE_SCHEDULE:-*/5 * * * *}"
-export BACKUP_SCHEDULE="${BACKUP_SCHEDULE:-30 3 * * *}"
+export BACKUP_SCHEDULE="${BACKUP_SCHEDULE:-32 3 * * *}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf '%(%Y-%m-%dT%H:%M:%SZ)T entrypoint: %s\n' -1 "$*" >&2; }
@@ -91,7 +91,7 @@ if ! "$HERE/valid-schedule.sh" "$SCHEDULE"; then
   die "PIPELINE_SCHEDULE is '$SCHEDULE'; set five cron fields such as '*/5 * * * *'"
 fi
 if ! "$HERE/valid-schedule.sh" "$BACKUP_SCHEDULE"; then
-  die "BACKUP_SCHEDULE is '$BACKUP_SCHEDULE'; set five cron fields such as '30 3 * * *'"
+  die "BACKUP_SCHEDULE is '$BACKUP_SCHEDULE'; set five cron fields such as '32 3 * * *'"
 fi
 ((EUID == 0)) || die "start this container as root: cron needs it to run the job as $JOB_USER"
 getent passwd "$JOB_USER" >/dev/null || die "the job user $JOB_USER does not exist"

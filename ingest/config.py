@@ -38,8 +38,8 @@ DEFAULT_BACKUP_KEEP_DAILY = 7
 DEFAULT_BACKUP_KEEP_WEEKLY = 4
 DEFAULT_SCHEMA_DRIFT_SNAPSHOTS = 3  # snapshots without a field before it counts as removed
 DEFAULT_SCHEDULE = "*/5 * * * *"  # docker/entrypoint.sh's default for PIPELINE_SCHEDULE
-# docker/entrypoint.sh's default for BACKUP_SCHEDULE (daily, 03:30 UTC); unset outside the image
-DEFAULT_BACKUP_SCHEDULE = "30 3 * * *"
+# docker/entrypoint.sh's default for BACKUP_SCHEDULE (daily, 03:32 UTC); unset outside the image
+DEFAULT_BACKUP_SCHEDULE = "32 3 * * *"
 DEFAULT_BACKUP_MAX_AGE_HOURS = 36
 # Where dbt_project/ and profiles/ are when COINCAP_HOME is not set: the checkout this package was
 # imported from (`make install` installs it in editable mode). The image sets COINCAP_HOME=/app.

@@ -32,7 +32,7 @@ def test_a_stale_backup_is_one_alert_over_two_cycles(tmp_path: Path) -> None:
             asset_ids=["bitcoin"],
             settings={
                 "ALERT_WEBHOOK_URL": hook.url,
-                "BACKUP_SCHEDULE": "30 3 * * *",
+                "BACKUP_SCHEDULE": "32 3 * * *",
                 "BACKUP_MAX_AGE_HOURS": "36",
             },
         ) as inst,

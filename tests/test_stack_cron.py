@@ -256,7 +256,7 @@ def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
             "POSTGRES_PASSWORD": "pipeline-pw",
             "DESTINATION__POSTGRES__CREDENTIALS__CONNECT_TIMEOUT": "15",
             # the backup's settings, Metabase's application database included
-            "BACKUP_SCHEDULE": "30 3 * * *",
+            "BACKUP_SCHEDULE": "32 3 * * *",
             "METABASE_APP_DB_PASSWORD": "mb-app-pw",
             # other services' secrets and unrelated variables are not handed over
             "MB_ENCRYPTION_SECRET_KEY": "mb-secret",
@@ -294,7 +294,7 @@ def test_job_env_file_is_private_and_holds_only_the_pipeline_settings(job_user):
             timeout=30,
         )
         assert shown.returncode == 0, shown.stderr
-        assert shown.stdout == f"{tricky}|postgres|pipeline-pw|15|30 3 * * *|mb-app-pw"
+        assert shown.stdout == f"{tricky}|postgres|pipeline-pw|15|32 3 * * *|mb-app-pw"
         # nobody else can read it
         other = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(target)],
@@ -346,7 +346,7 @@ def test_crontab_command_succeeds_as_cron_runs_it(job_user, job_python, app_dir)
                 **pipeline_env(workdir, job_python, fake.base_url),
                 # what the compose file sets and the entrypoint hands the jobs
                 "BACKUP_DIR": str(workdir / "backups"),
-                "BACKUP_SCHEDULE": "30 3 * * *",
+                "BACKUP_SCHEDULE": "32 3 * * *",
             }
             # what the entrypoint does as root before cron starts
             job_dir.mkdir(mode=0o700)
@@ -557,7 +557,7 @@ def test_entrypoint_with_arguments_runs_them_as_the_job_user(job_user):
             for schedule in ("*/5 * * *", "61 * * * *", "*/0 * * * *", "@hourly", "every 5 minutes")
         ),
         *(
-            ("BACKUP_SCHEDULE", schedule, "30 3 * * *")
+            ("BACKUP_SCHEDULE", schedule, "32 3 * * *")
             for schedule in ("30 3 * *", "30 24 * * *", "@daily", "daily")
         ),
     ],

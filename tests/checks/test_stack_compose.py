@@ -209,9 +209,9 @@ def test_schedule_and_one_shot_health(config):
 def test_scheduled_backups_into_a_named_volume_with_metabases_database(config):
     services = config["services"]
     env = services["runpipeline"]["environment"]
-    # daily at 03:30 UTC by default, the entrypoint's default too; kept in the volume `backups`
-    assert env["BACKUP_SCHEDULE"] == "30 3 * * *"
-    assert "BACKUP_SCHEDULE:-30 3 * * *" in (REPO / "docker" / "entrypoint.sh").read_text()
+    # daily at 03:32 UTC by default, the entrypoint's default too; kept in the volume `backups`
+    assert env["BACKUP_SCHEDULE"] == "32 3 * * *"
+    assert "BACKUP_SCHEDULE:-32 3 * * *" in (REPO / "docker" / "entrypoint.sh").read_text()
     assert env["BACKUP_DIR"] == "/var/lib/coincap/backups"
     assert (env["BACKUP_KEEP_DAILY"], env["BACKUP_KEEP_WEEKLY"]) == ("7", "4")
     assert env["BACKUP_MAX_AGE_HOURS"] == "36"
@@ -245,7 +245,7 @@ def test_scheduled_backups_into_a_named_volume_with_metabases_database(config):
     assert "BACKUP_[A-Z0-9_]+|METABASE_APP_DB_[A-Z0-9_]+" in job_env
     example = ENV_EXAMPLE.read_text()
     for line in (
-        "#BACKUP_SCHEDULE=30 3 * * *",
+        "#BACKUP_SCHEDULE=32 3 * * *",
         "#BACKUP_KEEP_DAILY=7",
         "#BACKUP_KEEP_WEEKLY=4",
         "#BACKUP_MAX_AGE_HOURS=36",

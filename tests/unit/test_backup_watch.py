@@ -19,7 +19,7 @@ from ingest.config import Settings
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 ARCHIVE = Path("/var/lib/coincap/backups/coincap-postgres-20261204T033000Z.tar.gz")
 MADE = datetime(2026, 12, 4, 3, 30, tzinfo=UTC)  # 32 h 30 min before NOW
-DAILY = "30 3 * * *"
+DAILY = "32 3 * * *"
 
 
 def verdict(newest_at, scheduled=DAILY, max_age=36, since=None, path=ARCHIVE):
@@ -77,7 +77,7 @@ def test_with_no_backup_the_age_counts_from_the_start_of_the_watch() -> None:
     assert none.stale and none.episode == "none since 2026-12-03T20:00:00Z"
     assert none.age is None and none.as_json()["newest_path"] is None
     assert none.warning() == (
-        "no backup yet, and backups are scheduled ('30 3 * * *') and watched since "
+        "no backup yet, and backups are scheduled ('32 3 * * *') and watched since "
         "2026-12-03T20:00:00Z, more than 36 h ago (BACKUP_MAX_AGE_HOURS is 36); "
         "check `docker compose logs runpipeline` for the backup's error"
     )

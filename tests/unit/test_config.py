@@ -348,7 +348,7 @@ def test_backups_are_unscheduled_by_default_with_a_36_hour_limit() -> None:
     settings = Settings.from_env({})
     assert settings.backup_schedule == ""
     assert settings.backup_max_age_hours == DEFAULT_BACKUP_MAX_AGE_HOURS == 36
-    assert DEFAULT_BACKUP_SCHEDULE == "30 3 * * *"  # docker/entrypoint.sh's default
+    assert DEFAULT_BACKUP_SCHEDULE == "32 3 * * *"  # docker/entrypoint.sh's default
 
 
 def test_backup_schedule_and_max_age_are_read_stripped() -> None:

@@ -214,11 +214,11 @@ def test_backup_schedule_is_checked_only_when_set() -> None:
     assert check_schedule({}) == Result(
         "schedule", True, "PIPELINE_SCHEDULE '*/5 * * * *' (the default): five cron fields"
     )
-    assert check_schedule({"BACKUP_SCHEDULE": "30 3 * * *"}) == Result(
+    assert check_schedule({"BACKUP_SCHEDULE": "32 3 * * *"}) == Result(
         "schedule",
         True,
         "PIPELINE_SCHEDULE '*/5 * * * *' (the default): five cron fields; "
-        "BACKUP_SCHEDULE '30 3 * * *' (the default): five cron fields",
+        "BACKUP_SCHEDULE '32 3 * * *' (the default): five cron fields",
     )
 
 
@@ -227,7 +227,7 @@ def test_a_wrong_backup_schedule_fails_naming_the_variable(schedule: str) -> Non
     assert check_schedule({"BACKUP_SCHEDULE": schedule}) == Result(
         "schedule",
         False,
-        f"BACKUP_SCHEDULE is '{schedule}'; set five cron fields such as '30 3 * * *'",
+        f"BACKUP_SCHEDULE is '{schedule}'; set five cron fields such as '32 3 * * *'",
     )
     both = check_schedule({"BACKUP_SCHEDULE": schedule, "PIPELINE_SCHEDULE": "* * *"})
     assert not both.ok

@@ -103,7 +103,7 @@ REPORT: dict[str, Any] = {
         "newest_path": "/var/lib/coincap/backups/coincap-duckdb-20261204T033000Z.tar.gz",
         "newest_at": "2026-05-15T03:30:00Z",
         "newest_age_s": 30600,
-        "schedule": "30 3 * * *",
+        "schedule": "32 3 * * *",
         "max_age_hours": 36,
         "watching_since": "2026-05-01T00:00:00Z",
         "stale": False,
@@ -263,7 +263,7 @@ def test_a_new_warehouse_says_what_is_missing_and_what_to_do() -> None:
 def test_the_newest_backup_is_shown_with_its_age_and_the_schedule() -> None:
     assert render(REPORT).splitlines()[-2] == (
         "Newest backup: /var/lib/coincap/backups/coincap-duckdb-20261204T033000Z.tar.gz, made "
-        "2026-05-15T03:30:00Z (8 h 30 min ago); scheduled '30 3 * * *' UTC, at most 36 h old"
+        "2026-05-15T03:30:00Z (8 h 30 min ago); scheduled '32 3 * * *' UTC, at most 36 h old"
     )
 
 
@@ -279,9 +279,9 @@ def test_a_stale_backup_is_a_warning_line_after_it() -> None:
     assert lines[-3].startswith("Newest backup: ") and "(2 d 8 h ago)" in lines[-3]
     assert lines[-2] == f"warning: {text}"
     scheduled_none = copy.deepcopy(EMPTY)
-    scheduled_none["backup"].update(schedule="30 3 * * *", watching_since="2026-05-15T00:00:00Z")
+    scheduled_none["backup"].update(schedule="32 3 * * *", watching_since="2026-05-15T00:00:00Z")
     assert render(scheduled_none).splitlines()[-2] == (
-        "Newest backup: none yet; scheduled '30 3 * * *' UTC, at most 36 h old"
+        "Newest backup: none yet; scheduled '32 3 * * *' UTC, at most 36 h old"
     )
 
 
