@@ -11,6 +11,7 @@ results come back in memory (`DbtOutcome`) for the run log: no artifact file is 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -46,9 +47,20 @@ class DbtOutcome:
 def project_args(warehouse: Warehouse) -> list[str]:
     """dbt's project, profile and target for this warehouse. profiles/profiles.yml reads the
     connection from the environment, so the warehouse's normalised variables are exported first:
-    dbt connects to exactly the warehouse dlt loaded (and `WAREHOUSE=DuckDB` is duckdb)."""
+    dbt connects to exactly the warehouse dlt loaded (and `WAREHOUSE=DuckDB` is duckdb). The
+    ingest's constants dbt's tests share are passed as vars (dbt_vars)."""
     os.environ.update(warehouse.dbt_env())
-    return [*PROJECT_ARGS, "--target", warehouse.engine]
+    return [*PROJECT_ARGS, "--target", warehouse.engine, "--vars", json.dumps(dbt_vars())]
+
+
+def dbt_vars() -> dict[str, int]:
+    """What the ingest hands dbt: `max_clock_skew_minutes`, the one bound of a plausible time
+    (MAX_CLOCK_SKEW_MS: the ingest accepts CoinCap's answers within it, the `not_in_future`
+    tests accept observations within it). dbt_project.yml holds the same default for dbt run
+    by hand (a unit test checks they agree)."""
+    from ingest.coincap.settings import MAX_CLOCK_SKEW_MS
+
+    return {"max_clock_skew_minutes": MAX_CLOCK_SKEW_MS // 60_000}
 
 
 def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOutcome:

@@ -54,6 +54,7 @@ from devkit.fake_coincap import (
     Scripted,
     now_ms,
 )
+from devkit.webhook import WebhookReceiver
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GRID = FIVE_MINUTES_MS
@@ -617,3 +618,39 @@ def test_a_backfill_spread_over_cycles_by_the_budget_leaves_no_slot_pending(fres
         first = points[asset_id][0].price_at
         assert first == horizon, f"{asset_id}: series starts {first}, expected {horizon}"
         assert not gaps(points[asset_id]), f"{asset_id}: {gaps(points[asset_id])[:3]}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_coincap_clock_ten_minutes_ahead_is_a_warning_and_one_alert(engine, request, tmp_path):
+    """CoinCap's clock 10 minutes ahead of this machine's (the machine's clock is behind), two
+    cycles: both exit 0 and load every asset into the marts (dbt's `not_in_future` tests use the
+    ingest's bound, 24 h), each cycle says so in one `warning:` line, and the episode is one
+    alert, naming the clock and NTP."""
+    webhook = WebhookReceiver()
+    ahead = 10 * 60_000
+    fake = FakeCoinCap(api_key=API_KEY, timestamp_ms=now_ms() + ahead, prices_follow_clock=True)
+    settings = {"COINCAP_BACKFILL_DAYS": "1", "ALERT_WEBHOOK_URL": webhook.url}
+    assets = ["bitcoin", "ethereum"]
+    try:
+        with make_installation(
+            request, engine, tmp_path, fake=fake, asset_ids=assets, settings=settings
+        ) as inst:
+            for _ in range(2):
+                fake.now_ms = now_ms() + ahead
+                result = inst.cycle()
+                require_ok(result)
+                warned = result.lines_with("warning:", "CoinCap's clock is")
+                assert len(warned) == 1, result.describe()
+                assert "min ahead of this machine's" in warned[0] and "NTP" in warned[0]
+                observed = EPOCH + timedelta(milliseconds=fake.now_ms)
+                rows = inst.warehouse.query(
+                    "select asset_id from marts.fct_asset_prices where observed_at = ? "
+                    "order by asset_id",
+                    (observed,),
+                )
+                assert [r[0] for r in rows] == assets, result.describe()
+            texts = webhook.delivered()
+            assert len(texts) == 1, texts
+            assert "CoinCap's clock is" in texts[0] and "ahead" in texts[0] and "NTP" in texts[0]
+    finally:
+        webhook.close()

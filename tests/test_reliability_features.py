@@ -2,7 +2,8 @@
 
 Every cycle is the real `scripts/run_pipeline.sh` (ingest, `dbt build`, `dbt source freshness`,
 the run log) against a real warehouse; CoinCap (devkit/fake_coincap.py) and the Slack-compatible
-webhook (`WebhookReceiver` below) are local HTTP fakes. One scenario per engine, five cycles:
+webhook (`WebhookReceiver`, devkit/webhook.py) are local HTTP fakes. One scenario per engine,
+five cycles:
 
 1. CoinCap's clock two hours behind (stale) and a webhook that answers 500: the cycle exits 0 and
    only warns that the alert was not delivered;
@@ -19,19 +20,17 @@ and no alert, run log row or log line carries the API key, a password or the web
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from helpers import CycleResult, Installation, Warehouse
 
 from devkit.fake_coincap import ALL_DEFAULT_IDS, DEFAULT_ASSETS, FakeCoinCap, Scripted, now_ms
+from devkit.webhook import HOOK_SECRET, WebhookReceiver
 from ingest.alerts import hide, notify, redact
 from ingest.config import Settings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HOOK_SECRET = "hook-secret-4c1d9e"  # the secret part of a Slack webhook URL
 WRONG_KEY = "wrong-key-0b7e2f"
 
 # asset -> (CoinCap field, value sent, mart column, reason) of the values that are not numbers
@@ -54,50 +53,6 @@ def observed_at(ts_ms: int) -> datetime:
 
 
 # --------------------------------------------------------------------------- the webhook
-class WebhookReceiver:
-    """A local Slack-compatible incoming webhook: records every POST, answers `status`."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.posts.append(
-                    {
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type"),
-                        "body": body.decode(),
-                        "status": receiver.status,
-                    }
-                )
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, format, *args):  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/services/T0TEST/B0TEST/{HOOK_SECRET}"
-
-    def delivered(self) -> list[str]:
-        """The texts of the messages that were accepted (answered 200)."""
-        return [json.loads(p["body"])["text"] for p in self.posts if p["status"] == 200]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture
 def webhook():
     receiver = WebhookReceiver()
