@@ -16,6 +16,7 @@ from pathlib import Path
 import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ingest.clock import report_clock_skew
 from ingest.coincap import coincap
 from ingest.coincap.helpers import CoinCapClient, CoinCapError
 from ingest.coincap.settings import HISTORY_INTERVAL_MS
@@ -93,6 +94,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
     try:
         load_info = pipeline.run(source)
     finally:
+        report_clock_skew(settings, client.clock_skew_ms)
         cause = client.last_unavailable
         exhausted = quota.after(cause)
         quota.save(settings.run_dir)

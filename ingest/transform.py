@@ -44,20 +44,32 @@ class DbtOutcome:
     failing_nodes: list[str] = field(default_factory=list)
 
 
-def project_args(warehouse: Warehouse) -> list[str]:
+def project_args(warehouse: Warehouse, price_move_alert_pct: float | None = None) -> list[str]:
     """dbt's project, profile and target for this warehouse. profiles/profiles.yml reads the
     connection from the environment, so the warehouse's normalised variables are exported first:
-    dbt connects to exactly the warehouse dlt loaded (and `WAREHOUSE=DuckDB` is duckdb)."""
+    dbt connects to exactly the warehouse dlt loaded (and `WAREHOUSE=DuckDB` is duckdb). The
+    ingest's constants dbt's tests share are passed as vars (dbt_vars)."""
     os.environ.update(warehouse.dbt_env())
-    return [*PROJECT_ARGS, "--target", warehouse.engine]
+    variables = json.dumps(dbt_vars(price_move_alert_pct))
+    return [*PROJECT_ARGS, "--target", warehouse.engine, "--vars", variables]
 
 
-def dbt_vars(settings: Settings) -> list[str]:
-    """The settings dbt reads as vars: `--vars` with PRICE_MOVE_ALERT_PCT when it is set (else
-    dbt_project.yml's default stands: one definition of it)."""
-    if settings.price_move_alert_pct is None:
-        return []
-    return ["--vars", json.dumps({"price_move_alert_pct": settings.price_move_alert_pct})]
+def dbt_vars(price_move_alert_pct: float | None = None) -> dict[str, float]:
+    """What the ingest hands dbt as vars (one `--vars`):
+
+    - `max_clock_skew_minutes`, the one bound of a plausible time (MAX_CLOCK_SKEW_MS: the ingest
+      accepts CoinCap's answers within it, the `not_in_future` tests accept observations within
+      it); dbt_project.yml holds the same default for dbt run by hand (a unit test checks they
+      agree);
+    - `price_move_alert_pct` when PRICE_MOVE_ALERT_PCT is set (else dbt_project.yml's default
+      stands: one definition of it).
+    """
+    from ingest.coincap.settings import MAX_CLOCK_SKEW_MS
+
+    variables: dict[str, float] = {"max_clock_skew_minutes": MAX_CLOCK_SKEW_MS // 60_000}
+    if price_move_alert_pct is not None:
+        variables["price_move_alert_pct"] = price_move_alert_pct
+    return variables
 
 
 def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOutcome:
@@ -65,7 +77,7 @@ def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOut
     from dbt.cli.main import dbtRunner  # imported here: `coincap-elt status` never needs dbt
 
     outcome = DbtOutcome()
-    args = project_args(settings.warehouse) + dbt_vars(settings)
+    args = project_args(settings.warehouse, settings.price_move_alert_pct)
     parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *args])
     if not parsed.success:
         outcome.build_error = first_line(
@@ -108,7 +120,7 @@ def serve_docs(settings: Settings, port: int) -> int:
             settings.warehouse.duckdb_path,
         )
         return 1
-    args = project_args(settings.warehouse) + dbt_vars(settings)
+    args = project_args(settings.warehouse, settings.price_move_alert_pct)
     with cycle_lock(settings.run_dir, wait=True):
         generated = dbtRunner(callbacks=[_relay]).invoke(["docs", "generate", *QUIET, *args])
     if not generated.success:

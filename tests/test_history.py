@@ -54,6 +54,7 @@ from devkit.fake_coincap import (
     Scripted,
     now_ms,
 )
+from devkit.webhook import WebhookReceiver
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GRID = FIVE_MINUTES_MS
@@ -585,3 +586,71 @@ def test_history_down_during_a_gap_is_fetched_by_a_later_cycle(fresh):
     last = floor_grid(t2)
     check_continuous(series(fresh.warehouse), floor_grid(t0) - (POINTS_PER_DAY - 1) * GRID, last)
     check_nothing_doubled(fresh.warehouse)
+
+
+def test_a_backfill_spread_over_cycles_by_the_budget_leaves_no_slot_pending(fresh):
+    """COINCAP_MAX_HISTORY_REQUESTS=2 and three assets with a 2-day backfill (two windows each):
+    the first cycle fetches bitcoin's and defers the others' windows (pending holes), the
+    cycles after it, 5 minutes apart, ask every deferred window, from the first cycle's horizon
+    on (not from their own clock minus 2 days, which would leave its first slots pending for
+    ever), and then nothing: no hole is left, the series runs from that horizon without a gap."""
+    assets = ["bitcoin", "ethereum", "solana"]
+    fresh.asset_ids = assets
+    fresh.settings["COINCAP_MAX_HISTORY_REQUESTS"] = "2"
+    t0 = fresh.fake.now_ms
+    require_ok(fresh.cycle())
+    pending = fresh.warehouse.count("marts.fct_asset_price_gaps", "gap_status = 'pending'")
+    assert pending > 0, "the budget deferred nothing: the test proves nothing"
+    for _ in range(8):
+        fresh.fake.advance(5 * 60_000)
+        require_ok(fresh.cycle())
+        if not fresh.fake.history_requests():
+            break
+    assert not fresh.fake.history_requests(), "history still asked for after 8 cycles"
+    left = fresh.warehouse.query(
+        "select asset_id, price_at, gap_status, reason from marts.fct_asset_price_gaps "
+        "order by asset_id, price_at"
+    )
+    assert left == [], f"{len(left)} slot(s) left in the gaps, e.g. {left[:3]}"
+    points = {k: v for k, v in series(fresh.warehouse).items() if k in assets}
+    horizon = -(-(t0 - 2 * DAY_MS + 1) // GRID) * GRID  # the first slot the first cycle planned
+    for asset_id in assets:
+        first = points[asset_id][0].price_at
+        assert first == horizon, f"{asset_id}: series starts {first}, expected {horizon}"
+        assert not gaps(points[asset_id]), f"{asset_id}: {gaps(points[asset_id])[:3]}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_coincap_clock_ten_minutes_ahead_is_a_warning_and_one_alert(engine, request, tmp_path):
+    """CoinCap's clock 10 minutes ahead of this machine's (the machine's clock is behind), two
+    cycles: both exit 0 and load every asset into the marts (dbt's `not_in_future` tests use the
+    ingest's bound, 24 h), each cycle says so in one `warning:` line, and the episode is one
+    alert, naming the clock and NTP."""
+    webhook = WebhookReceiver()
+    ahead = 10 * 60_000
+    fake = FakeCoinCap(api_key=API_KEY, timestamp_ms=now_ms() + ahead, prices_follow_clock=True)
+    settings = {"COINCAP_BACKFILL_DAYS": "1", "ALERT_WEBHOOK_URL": webhook.url}
+    assets = ["bitcoin", "ethereum"]
+    try:
+        with make_installation(
+            request, engine, tmp_path, fake=fake, asset_ids=assets, settings=settings
+        ) as inst:
+            for _ in range(2):
+                fake.now_ms = now_ms() + ahead
+                result = inst.cycle()
+                require_ok(result)
+                warned = result.lines_with("warning:", "CoinCap's clock is")
+                assert len(warned) == 1, result.describe()
+                assert "min ahead of this machine's" in warned[0] and "NTP" in warned[0]
+                observed = EPOCH + timedelta(milliseconds=fake.now_ms)
+                rows = inst.warehouse.query(
+                    "select asset_id from marts.fct_asset_prices where observed_at = ? "
+                    "order by asset_id",
+                    (observed,),
+                )
+                assert [r[0] for r in rows] == assets, result.describe()
+            texts = webhook.delivered()
+            assert len(texts) == 1, texts
+            assert "CoinCap's clock is" in texts[0] and "ahead" in texts[0] and "NTP" in texts[0]
+    finally:
+        webhook.close()

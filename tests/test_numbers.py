@@ -163,3 +163,58 @@ def test_the_next_normal_cycle_loads_every_asset(numbers: Numbers) -> None:
     )
     sent = {a["id"]: Decimal(a["priceUsd"]) for a in DEFAULT_ASSETS}
     assert dict(rows) == sent
+
+
+TINY_PRICE = "0.000000000000000001"  # the smallest price numeric(38,18) holds above 0
+HUGE_PRICE = "99999999999999999999"  # the largest whole price it holds
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_legal_extreme_prices_never_fail_a_build(engine: str, request, tmp_path: Path) -> None:
+    """A crash of almost 100 % is market data: bitcoin falls from its price yesterday to
+    0.000000000000000001 USD today (its simple return rounds to -1), ethereum rises from that to
+    99999999999999999999 USD (a ratio of 1e38: no simple return fits, the log return does). Both
+    cycles (the first, then an incremental one) exit 0 and the marts hold the rows."""
+    from helpers import make_installation
+
+    now = now_ms() - 3_000
+    today_ms = now // 86_400_000 * 86_400_000
+    today = observed_at(today_ms).date()
+
+    def extreme(asset_id: str, points: list[dict]) -> list[dict]:
+        for point in points:
+            if asset_id == "bitcoin" and point["time"] >= today_ms:
+                point["priceUsd"] = TINY_PRICE
+            if asset_id == "ethereum":
+                point["priceUsd"] = TINY_PRICE if point["time"] < today_ms else HUGE_PRICE
+        return points
+
+    fake = FakeCoinCap(api_key=API_KEY, timestamp_ms=now)
+    fake.history_hook = extreme
+    fake.snapshot_overrides = {
+        "bitcoin": {"priceUsd": TINY_PRICE},
+        "ethereum": {"priceUsd": HUGE_PRICE},
+    }
+    with make_installation(
+        request, engine, tmp_path, fake=fake, asset_ids=["bitcoin", "ethereum"]
+    ) as inst:
+        inst.good_cycle()
+        fake.advance(5 * 60_000)
+        inst.good_cycle()
+        wh = inst.warehouse
+        assert wh.query(
+            "select asset_id, price_usd from marts.fct_asset_prices "
+            "where observed_at = ? order by asset_id",
+            (observed_at(fake.now_ms),),
+        ) == [("bitcoin", Decimal(TINY_PRICE)), ("ethereum", Decimal(HUGE_PRICE))]
+        rows = wh.query(
+            "select asset_id, close_price_usd, simple_return, log_return, drawdown "
+            "from marts.fct_asset_returns_daily where price_date = ? order by asset_id",
+            (today,),
+        )
+        assert [(r[0], r[1], r[2]) for r in rows] == [
+            ("bitcoin", Decimal(TINY_PRICE), Decimal("-1")),
+            ("ethereum", Decimal(HUGE_PRICE), None),
+        ], rows
+        assert rows[0][3] < -40 and rows[0][4] == Decimal("-1"), rows
+        assert rows[1][3] == Decimal("87.498233533774") and rows[1][4] == 0, rows

@@ -220,10 +220,13 @@ def asset_history(
     5-minute slot of the UTC clock with no point between the mark and now.
 
     At most `max_requests` history requests per cycle, oldest windows first; the rest are
-    recorded as deferred and asked in the next cycles. The first request that fails after its
-    retries ends this cycle's history requests (one retry budget per cycle, not one per asset).
-    Every window decided on is recorded in raw.asset_history_requests, so dbt can tell a hole
-    CoinCap was asked about (known or pending) from one nobody asked about (a fault).
+    recorded as deferred and asked in the next cycles: a third mark, `owed_from`, keeps per asset
+    the start of the oldest window recorded as deferred or failed and not fetched since, and the
+    next plan starts there (history_start), even before its own backfill horizon. The first
+    request that fails after its retries ends this cycle's history requests (one retry budget
+    per cycle, not one per asset). Every window decided on is recorded in
+    raw.asset_history_requests, so dbt can tell a hole CoinCap was asked about (known or
+    pending) from one nobody asked about (a fault).
     """
     # create both tables even when a run loads no row, so dbt always finds them
     for hints in (HISTORY_HINTS, REQUEST_HINTS):
@@ -234,18 +237,20 @@ def asset_history(
     legacy = state.pop("complete_until", {})  # state of versions before 0.4.0
     seen: dict[str, int] = state.setdefault("seen_until", dict(legacy))
     asked: dict[str, int] = state.setdefault("asked_until", dict(legacy))
+    # per asset, the start of the oldest window recorded as deferred or failed and not fetched
+    # since: owed, so the next cycles plan from there (windows are fetched oldest first, so what
+    # an asset still owes is everything from there on)
+    owed: dict[str, int] = state.setdefault("owed_from", {})
 
     plans: list[tuple[str, int, list[tuple[int, int]], str]] = []
     for asset in snapshot:
         asset_id, now = asset["id"], asset[TIMESTAMP_FIELD]
         mark = _mark(seen.get(asset_id), asked.get(asset_id), series_ends.get(asset_id))
-        if mark is None:
-            after, reason = now - backfill_days * DAY_MS, f"backfill of {backfill_days} d"
-        elif _slot(now) - _slot(mark) > HISTORY_INTERVAL_MS:
-            after, reason = mark, f"gap of {(now - mark) / 3_600_000:.1f} h"
-        else:
+        start = history_start(now, mark, owed.get(asset_id), backfill_days)
+        if start is None:
             seen[asset_id] = max(seen.get(asset_id, now), now)
             continue
+        after, reason = start
         windows = list(split_windows(after, now))
         if windows:
             plans.append((asset_id, now, windows, reason))
@@ -261,8 +266,10 @@ def asset_history(
     reasons_by_asset = {asset_id: reason for asset_id, _, _, reason in plans}
     records: list[dict[str, Any]] = []
     left_for_later: dict[str, str] = {}  # why part of an asset's windows waits for a later cycle
+    results: list[HistoryResult] = []
     for result in fetch_history(client, windows, max_requests):
         window, asset_id = result.window, result.window.asset_id
+        results.append(result)
         records.append(result.record())
         if result.outcome == "deferred":
             left_for_later.setdefault(asset_id, "deferred to the next cycles")
@@ -293,6 +300,11 @@ def asset_history(
     for asset_id, _, _, _ in plans:
         reason = left_for_later.get(asset_id) or reasons_by_asset[asset_id]
         reasons.setdefault(reason, []).append(asset_id)
+        still_owed = owed_start([r for r in results if r.window.asset_id == asset_id])
+        if still_owed is None:
+            owed.pop(asset_id, None)
+        else:
+            owed[asset_id] = still_owed
 
     if records:
         timestamp = snapshot[0][TIMESTAMP_FIELD] if snapshot else 0
@@ -389,6 +401,36 @@ def fetch_history(
         yield HistoryResult(window, "fetched", points, client.meter.credits - credits_before)
 
 
+def history_start(
+    now: int, mark: int | None, owed: int | None, backfill_days: int
+) -> tuple[int, str] | None:
+    """Where an asset's history plan starts (its windows are (after, now]) and why, or None when
+    it needs nothing. `mark`: what _mark says; `owed`: the start of the oldest window an earlier
+    cycle recorded as deferred or failed and no cycle fetched since. An owed window is always
+    asked again, whatever the clock or COINCAP_BACKFILL_DAYS says now, so a slot recorded as
+    pending never stays pending: it is fetched, or becomes a known hole once CoinCap answered."""
+    if mark is None:
+        after, reason = now - backfill_days * DAY_MS, f"backfill of {backfill_days} d"
+    elif _slot(now) - _slot(mark) > HISTORY_INTERVAL_MS:
+        after, reason = mark, f"gap of {(now - mark) / 3_600_000:.1f} h"
+    elif owed is None:
+        return None
+    else:
+        after, reason = mark, "windows owed by earlier cycles"
+    if owed is not None and owed - 1 < after:
+        after, reason = owed - 1, "windows owed by earlier cycles"
+    return after, reason
+
+
+def owed_start(results: Sequence[HistoryResult]) -> int | None:
+    """What one asset still owes after this cycle's results for it (oldest window first): the
+    start of its first window deferred or failed, or None (all fetched, or CoinCap has no
+    history for it: a known hole, never asked again)."""
+    if any(r.outcome == "not_found" for r in results):
+        return None
+    return next((r.window.start for r in results if r.outcome in ("deferred", "failed")), None)
+
+
 def _mark(seen: int | None, asked: int | None, series_end: int | None) -> int | None:
     """The CoinCap time up to which an asset's series needs nothing from history: the newest
     snapshot, unless the mart shows dbt accepted less (then history is asked for the rest, but
@@ -470,6 +512,8 @@ def split_windows(after: int, until: int) -> Iterator[tuple[int, int]]:
 __all__ = [
     "coincap",
     "fetch_history",
+    "history_start",
+    "owed_start",
     "split_windows",
     "estimate_history_credits",
     "HistoryWindow",

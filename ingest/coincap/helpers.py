@@ -156,6 +156,8 @@ class CoinCapClient:
         self.last_unavailable: CoinCapUnavailableError | None = None
         # called with (path, the answer's bytes) for each answer returned (ingest/drift.py)
         self.on_answer: Callable[[str, bytes], None] | None = None
+        # CoinCap's clock minus this machine's at the last answer (ms; ingest/clock.py)
+        self.clock_skew_ms: int | None = None
         self._client = _MeteredClient(
             self.meter,
             request_timeout=timeout_s,
@@ -242,7 +244,8 @@ class CoinCapClient:
                 f"CoinCap sent an unexpected response to {where}: no `data` in the JSON; "
                 "check COINCAP_BASE_URL points at the v3 API"
             )
-        check_timestamp(body.get("timestamp"), where)
+        timestamp = check_timestamp(body.get("timestamp"), where)
+        self.clock_skew_ms = timestamp - int(time.time() * 1000)
         body, replaced = _storable(body)
         if replaced:
             logger.warning(

@@ -13,6 +13,9 @@ from ingest.coincap import (
     HistoryWindow,
     _mark,
     estimate_history_credits,
+    fetch_history,
+    history_start,
+    owed_start,
     split_windows,
 )
 
@@ -176,3 +179,104 @@ def test_a_not_found_window_that_was_asked_records_what_it_cost() -> None:
     result = HistoryResult(HistoryWindow("x", 1, 2), "not_found", credits=1, detail="unknown")
     assert result.record()["coincap_credits"] == 1
     assert "points" not in result.record()
+
+
+# --------------------------------------------------------------------------- owed windows
+def test_a_first_plan_runs_back_the_backfill_days() -> None:
+    assert history_start(NOW, None, None, 7) == (NOW - 7 * DAY_MS, "backfill of 7 d")
+
+
+def test_a_plan_starts_at_the_oldest_owed_window_even_before_the_backfill_horizon() -> None:
+    # the first cycle planned from NOW - 7 d and deferred everything; this cycle's clock is
+    # 5 minutes later, but the slots between the two horizons are owed
+    owed = NOW - 7 * DAY_MS + 1
+    later = NOW + SLOT
+    assert history_start(later, None, owed, 7) == (owed - 1, "windows owed by earlier cycles")
+    # the same after the backfill days changed, or with none at all
+    assert history_start(later, None, owed, 0) == (owed - 1, "windows owed by earlier cycles")
+
+
+def test_owed_windows_are_asked_even_when_the_series_has_no_gap() -> None:
+    assert history_start(NOW, NOW - 60_000, None, 7) is None  # nothing to ask
+    owed = NOW - 2 * DAY_MS
+    assert history_start(NOW, NOW - 60_000, owed, 7) == (owed - 1, "windows owed by earlier cycles")
+    # a gap that starts before the owed window plans from the gap
+    assert history_start(NOW, NOW - DAY_MS, NOW - DAY_MS + 1, 7)[0] == NOW - DAY_MS
+
+
+def r(outcome: str, start: int) -> HistoryResult:
+    return HistoryResult(HistoryWindow("bitcoin", start, start + 1), outcome)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "owed"),
+    [
+        ([], None),
+        (["fetched", "fetched"], None),  # all fetched: nothing owed
+        (["fetched", "deferred", "deferred"], 2),  # owed from the first deferred window
+        (["failed", "deferred"], 1),  # a failed window is owed too
+        (["not_found", "not_found"], None),  # no history at CoinCap: known holes, never again
+    ],
+)
+def test_what_an_asset_still_owes_after_a_cycle(outcomes: list[str], owed: int | None) -> None:
+    assert owed_start([r(o, i + 1) for i, o in enumerate(outcomes)]) == owed
+
+
+class _Meter:
+    requests = 0
+    credits = 0
+
+
+class _History:
+    """CoinCap's history, in-process: every 5-minute point in the window asked for."""
+
+    def __init__(self) -> None:
+        self.meter = _Meter()
+
+    def get(self, path: str, params: dict) -> dict:
+        self.meter.requests += 1
+        self.meter.credits += 1
+        first = -(-params["start"] // SLOT) * SLOT
+        points = [{"time": t, "priceUsd": "1"} for t in range(first, params["end"] + 1, SLOT)]
+        return {"data": points, "timestamp": params["end"]}
+
+
+def test_a_backfill_spread_over_cycles_by_the_budget_leaves_no_slot_unasked() -> None:
+    """Two assets, a 2-day backfill, one history request per cycle, the clock moving 5 minutes a
+    cycle: whatever was recorded as deferred is fetched by a later cycle, from the first cycle's
+    horizon on, without a hole (the transformer's planning: history_start and owed_start)."""
+    client, asked, owed = _History(), {}, {}
+    deferred, fetched = [], {"bitcoin": [], "ethereum": []}
+    now = NOW
+    for _ in range(20):
+        windows = []
+        for asset_id in ("bitcoin", "ethereum"):
+            start = history_start(now, asked.get(asset_id), owed.get(asset_id), 2)
+            if start is not None:
+                windows += [HistoryWindow(asset_id, s, e) for s, e in split_windows(start[0], now)]
+        results = list(fetch_history(client, windows, max_requests=1))
+        for result in results:
+            if result.outcome == "fetched":
+                fetched[result.window.asset_id].append(result.window)
+                asked[result.window.asset_id] = result.window.end
+            else:
+                deferred.append(result.window)
+        for asset_id in ("bitcoin", "ethereum"):
+            mine = [x for x in results if x.window.asset_id == asset_id]
+            if mine and owed_start(mine) is None:
+                owed.pop(asset_id, None)
+            elif mine:
+                owed[asset_id] = owed_start(mine)
+        now += SLOT
+    assert deferred, "the budget deferred nothing: the test proves nothing"
+    assert not owed
+    for asset_id, windows in fetched.items():
+        assert windows[0].start == NOW - 2 * DAY_MS + 1, asset_id  # the first cycle's horizon
+        for before, after in zip(windows, windows[1:], strict=False):
+            assert after.start == before.end + 1, asset_id  # no hole between fetched windows
+    # every window once deferred lies inside what was fetched later
+    for window in deferred:
+        assert any(
+            f.start <= window.start and window.end <= f.end or f.start <= window.start <= f.end
+            for f in fetched[window.asset_id]
+        ), window

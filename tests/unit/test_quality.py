@@ -22,7 +22,7 @@ from ingest.quality import (
     unchanged,
 )
 from ingest.status import _render_quality
-from ingest.transform import dbt_vars
+from ingest.transform import dbt_vars, project_args
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 12, 5, 4, 2, 3, tzinfo=UTC)
@@ -105,7 +105,7 @@ def test_a_fall_is_named_with_its_sign() -> None:
 def test_price_move_threshold_unset_leaves_dbt_its_default() -> None:
     settings = Settings.from_env({})
     assert settings.price_move_alert_pct is None
-    assert dbt_vars(settings) == []
+    assert "price_move_alert_pct" not in dbt_vars(settings.price_move_alert_pct)
     default = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]
     assert default["price_move_alert_pct"] == 50
 
@@ -114,8 +114,11 @@ def test_price_move_threshold_unset_leaves_dbt_its_default() -> None:
 def test_price_move_threshold_is_handed_to_dbt(given: str, pct: float) -> None:
     settings = Settings.from_env({"PRICE_MOVE_ALERT_PCT": given})
     assert settings.price_move_alert_pct == pct
-    flag, value = dbt_vars(settings)
-    assert flag == "--vars" and json.loads(value) == {"price_move_alert_pct": pct}
+    args = project_args(settings.warehouse, settings.price_move_alert_pct)
+    # one --vars (dbt keeps only the last one given): the threshold beside the clock bound
+    assert args.count("--vars") == 1
+    handed = json.loads(args[args.index("--vars") + 1])
+    assert handed["price_move_alert_pct"] == pct and "max_clock_skew_minutes" in handed
 
 
 @pytest.mark.parametrize("given", ["0", "-5", "abc", "50%", "nan", "inf", "1e9"])

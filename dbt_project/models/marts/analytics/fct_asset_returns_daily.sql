@@ -15,7 +15,12 @@
     Daily returns, volatility and drawdown from the daily closes of fct_asset_prices_daily (one
     row per asset per day, 288 times fewer rows than the 5-minute series it is built from).
     Ratios are computed in double precision and stored rounded to 12 decimal places, the same
-    way on both engines; prices stay exact decimals.
+    way on both engines; prices stay exact decimals. Any two prices the marts hold (above 0 and
+    below 1e20, down to 1e-18) give a ratio between 1e-38 and 1e38, which double precision holds:
+    the log return is always defined (at most 88 in size). A fall of more than 99.99999999995 %
+    rounds to a simple return of exactly -1 (the column's 12 decimals cannot say more; the log
+    return still does), and a rise beyond what numeric(38, 12) holds (ratio - 1 of 1e26 or more)
+    leaves simple_return null, so no legal price fails the build.
 
     Incremental: per asset, the earliest day that got new points and every later day are
     recomputed (a changed close moves the next day's return, the next 30 days' volatility and
@@ -225,7 +230,7 @@ one_day_returns as (
     select
         *,
         case
-            when days_since_previous_close = 1 then ln(close_ratio)
+            when days_since_previous_close = 1 and close_ratio > 0 then ln(close_ratio)
         end as one_day_log_return
 
     from returns
@@ -269,8 +274,14 @@ final as (
         close_price_usd,
         previous_close_price_usd,
         days_since_previous_close,
-        cast(close_ratio - 1 as numeric(38, 12)) as simple_return,
-        cast(ln(close_ratio) as numeric(38, 12)) as log_return,
+        -- null when it does not fit numeric(38, 12) (a rise of 1e26-fold or more)
+        cast(
+            case
+                when close_ratio - 1 < cast(1e26 as double precision) then close_ratio - 1
+            end
+            as numeric(38, 12)
+        ) as simple_return,
+        cast(case when close_ratio > 0 then ln(close_ratio) end as numeric(38, 12)) as log_return,
         cast(
             case
                 when return_count_7d >= {{ min_returns_7d }}

@@ -85,8 +85,9 @@ asset_prices as (
 
 {% endif %}
 
--- per asset and day, the latest observation with a market cap; load_id is the newest load among
--- all the day's observations, so the next run's watermark is past every one of them
+-- per asset and day, the latest observation with a market cap above 0 (0 or below is no share
+-- of anything, and a day whose caps were all 0 would divide by 0); load_id is the newest load
+-- among all the day's observations, so the next run's watermark is past every one of them
 ranked as (
 
     select
@@ -94,7 +95,7 @@ ranked as (
         row_number() over (
             partition by asset_id, price_date
             order by
-                case when market_cap_usd is null then 1 else 0 end,
+                case when market_cap_usd > 0 then 0 else 1 end,
                 observed_at desc
         ) as position_from_close,
         max(load_id) over (partition by price_date) as newest_load_id
@@ -116,7 +117,7 @@ day_market_caps as (
 
     where
         position_from_close = 1
-        and market_cap_usd is not null
+        and market_cap_usd > 0
 
 ),
 
