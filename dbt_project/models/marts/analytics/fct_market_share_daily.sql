@@ -7,11 +7,19 @@
     )
 }}
 
+{%- set plausible_cap = 'market_cap_usd > 0 and market_cap_usd < 1e16' %}
+
 {#-
     Each asset's market cap at its last observation of the UTC day that has one (CoinCap's own
     marketCapUsd, from fct_asset_prices), its share of the day's total over the tracked assets
     and its rank. The 5-minute history carries no market cap, so backfilled days before the
     first cycle have no row here.
+
+    A market cap counts when it is above 0 and below 1e16 USD (thousands of times the whole
+    crypto market's): 0 or below is no share of anything, and staging lets through caps up to
+    1e20, which two assets would sum past what total_market_cap_usd (numeric(38, 18)) holds,
+    failing the build for the day (9,999 assets below 1e16 never do). Such an observation stays in fct_asset_prices; here the
+    asset's last plausible cap of the day counts, or it has no row that day.
 
     Incremental: a day that got observations from new loads is recomputed for every asset (one
     asset's new figure moves every share of that day); other days are not read.
@@ -85,8 +93,8 @@ asset_prices as (
 
 {% endif %}
 
--- per asset and day, the latest observation with a market cap above 0 (0 or below is no share
--- of anything, and a day whose caps were all 0 would divide by 0); load_id is the newest load
+-- per asset and day, the latest observation with a plausible market cap (above 0: a day whose
+-- caps were all 0 would divide by 0; below 1e16: see above); load_id is the newest load
 -- among all the day's observations, so the next run's watermark is past every one of them
 ranked as (
 
@@ -95,7 +103,7 @@ ranked as (
         row_number() over (
             partition by asset_id, price_date
             order by
-                case when market_cap_usd > 0 then 0 else 1 end,
+                case when {{ plausible_cap }} then 0 else 1 end,
                 observed_at desc
         ) as position_from_close,
         max(load_id) over (partition by price_date) as newest_load_id
@@ -117,7 +125,7 @@ day_market_caps as (
 
     where
         position_from_close = 1
-        and market_cap_usd > 0
+        and {{ plausible_cap }}
 
 ),
 
