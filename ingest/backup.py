@@ -88,6 +88,12 @@ class BackupInfo:
         match = ARCHIVE_PATTERN.match(self.path.name)
         return match["engine"] if match else ""
 
+    @property
+    def safety(self) -> bool:
+        """A restore's safety backup (`-pre-restore`), not one of the regular backups."""
+        match = ARCHIVE_PATTERN.match(self.path.name)
+        return bool(match and match["suffix"])
+
 
 @dataclass
 class RestoreReport:
@@ -128,8 +134,9 @@ def list_backups(backup_dir: Path) -> list[BackupInfo]:
 
 
 def newest_backup(backup_dir: Path) -> BackupInfo | None:
-    backups = list_backups(backup_dir)
-    return backups[0] if backups else None
+    """The newest regular backup: a restore's safety backup (a copy of whatever was there,
+    perhaps a broken warehouse) says nothing about whether backups are being made."""
+    return next((b for b in list_backups(backup_dir) if not b.safety), None)
 
 
 # ------------------------------------------------------------------ verification
@@ -207,13 +214,17 @@ def _sha256(handle: Any) -> tuple[str, int]:
 def plan_retention(
     backups: Sequence[BackupInfo], keep_daily: int, keep_weekly: int, last_good: Path | None
 ) -> set[Path]:
-    """The archives to keep: the newest of each of the last `keep_daily` days that have one, the
-    newest of each of the last `keep_weekly` ISO weeks that have one, and `last_good` (the newest
-    archive that verifies), whatever the rules say. `backups` are the matching files only."""
+    """The archives to keep: the newest regular backup of each of the last `keep_daily` days that
+    have one, the newest of each of the last `keep_weekly` ISO weeks that have one, and
+    `last_good` (the newest archive that verifies), whatever the rules say. A restore's safety
+    backups never take a regular backup's place: each is kept as long as the daily rule keeps
+    the regular backups of its day or later (all of them while there is no regular one).
+    `backups` are the matching files only."""
     keep: set[Path] = {last_good} if last_good is not None else set()
     days: list[date] = []
     weeks: list[tuple[int, int]] = []
-    for backup in sorted(backups, key=lambda b: (b.created_at, b.path.name), reverse=True):
+    newest_first = sorted(backups, key=lambda b: (b.created_at, b.path.name), reverse=True)
+    for backup in (b for b in newest_first if not b.safety):
         day = backup.created_at.date()
         week = tuple(backup.created_at.isocalendar())[:2]
         if day not in days and len(days) < keep_daily:
@@ -222,6 +233,13 @@ def plan_retention(
         if week not in weeks and len(weeks) < keep_weekly:
             weeks.append(week)  # type: ignore[arg-type]
             keep.add(backup.path)
+    oldest_day = min(days) if days else None
+    if oldest_day is not None or not any(not b.safety for b in backups):
+        keep.update(
+            b.path
+            for b in newest_first
+            if b.safety and (oldest_day is None or b.created_at.date() >= oldest_day)
+        )
     return keep
 
 

@@ -86,6 +86,9 @@ def test_list_backups_newest_first_names_only(tmp_path: Path) -> None:
     ]
     assert found[0].created_at == datetime(2026, 12, 3, tzinfo=UTC) and found[0].size_bytes == 3
     assert newest_backup(tmp_path) == found[0]
+    # a restore's safety backup is no sign that backups are being made
+    (tmp_path / "coincap-duckdb-20261205T000000Z-pre-restore.tar.gz").write_bytes(b"x")
+    assert list_backups(tmp_path)[0].safety and newest_backup(tmp_path) == found[0]
     assert list_backups(tmp_path / "missing") == [] and newest_backup(tmp_path / "missing") is None
 
 
@@ -148,6 +151,24 @@ def test_retention_never_drops_the_last_good_backup() -> None:
     keep = plan_retention(backups, keep_daily=1, keep_weekly=1, last_good=good)
     assert good in keep and backups[0].path in keep and backups[1].path not in keep
     assert plan_retention(backups, 0, 0, last_good=good) == {good}
+
+
+def test_retention_never_lets_a_safety_backup_take_a_regular_ones_place() -> None:
+    regular = _infos("2026-12-03 03:32", "2026-12-02 03:32", "2026-12-01 03:32")
+    safety = [
+        BackupInfo(Path(archive_name("duckdb", when, "-pre-restore")), when, 1)
+        for when in (
+            datetime(2026, 12, 2, 10, 0, tzinfo=UTC),  # newer than 12-02's backup, same day
+            datetime(2026, 11, 20, 10, 0, tzinfo=UTC),  # older than every kept day
+        )
+    ]
+    keep = plan_retention([*regular, *safety], keep_daily=2, keep_weekly=0, last_good=None)
+    # the two newest days' regular backups, and the safety backup of a kept day beside them
+    assert keep == {regular[0].path, regular[1].path, safety[0].path}
+    # with no regular backup at all, the safety backups stay
+    assert plan_retention(safety, keep_daily=2, keep_weekly=0, last_good=None) == {
+        b.path for b in safety
+    }
 
 
 def test_prune_deletes_only_its_own_names(tmp_path: Path) -> None:
