@@ -226,7 +226,12 @@ slots as (
 -- the price of the slot before each slot: recomputed here, or (incremental) already in the table
 previous_slots as (
 
-    select asset_id, price_at, price_usd from slots
+    select
+        asset_id,
+        price_at,
+        price_usd
+
+    from slots
 
     {% if is_incremental() %}
 
@@ -246,8 +251,9 @@ previous_slots as (
         where not exists (
             select 1
             from slots
-            where slots.asset_id = stored.asset_id
-              and slots.price_at = stored.price_at
+            where
+                slots.asset_id = stored.asset_id
+                and slots.price_at = stored.price_at
         )
 
     {% endif %}
@@ -260,8 +266,10 @@ moves as (
 
     select
         slots.*,
-        cast(slots.price_usd as double precision)
-            / cast(previous_slots.price_usd as double precision) as price_ratio
+        (
+            cast(slots.price_usd as double precision)
+            / cast(previous_slots.price_usd as double precision)
+        ) as price_ratio
 
     from slots
 
