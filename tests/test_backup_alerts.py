@@ -73,7 +73,7 @@ def test_a_stale_backup_is_one_alert_over_two_cycles(tmp_path: Path) -> None:
         assert len(newest) == 1, status.stdout
         assert re.fullmatch(
             re.escape(f"Newest backup: {backups / name}, made {made:%Y-%m-%dT%H:%M:%SZ} (")
-            + r"40 h \d min ago\); scheduled '30 3 \* \* \*' UTC, at most 36 h old",
+            + r"40 h \d min ago\); scheduled '32 3 \* \* \*' UTC, at most 36 h old",
             newest[0],
         ), newest[0]
         assert lines[lines.index(newest[0]) + 1] == warning
