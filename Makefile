@@ -38,7 +38,8 @@ docs: install ## build the dbt docs site for the local warehouse and serve it on
 # Three workers on 2 cores (a cycle's subprocesses wait on I/O and each other: 24 min 24 s against
 # 28 min 13 s with two, docs/testing.md); each test file runs on one worker, the longest first
 # (tests/conftest.py). Inside `make test` the kill drill kills 4 cycles per engine
-# (one or more per phase) and the drills write nothing; `make drills` runs them in full and writes docs/reliability.md. Most of a test's time is a cycle's subprocesses.
+# (one or more per phase) and the drills write nothing; `make drills` runs them in full and
+# writes docs/reliability.md. Most of a test's time is a cycle's subprocesses.
 TEST_WORKERS ?= 3
 
 test: install ## the whole test suite, failure drills included (starts its own PostgreSQL unless POSTGRES_HOST is set)
