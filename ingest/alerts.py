@@ -69,15 +69,8 @@ def announce(run_dir: Path, url: str, warehouse: str, state: str, detail: str) -
     previous = _read_state(path)
     if state == previous["state"]:
         return
-    if url:
-        text = _message(state, previous, detail, warehouse)
-        if not _post(url, text):
-            return  # keep the old state: the next cycle tries again
-        logger.info("alert sent: %s (was %s)", state, previous["state"])
-    now = datetime.now().astimezone().isoformat(timespec="seconds")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"state": state, "since": now}) + "\n")
-    tmp.replace(path)
+    text = _message(state, previous, detail, warehouse) if url else ""
+    _change(path, state, previous, url, text, state)
 
 
 def notify_once(settings: Settings, topic: str, period: str, text: str) -> None:
@@ -103,16 +96,10 @@ def announce_change(settings: Settings, topic: str, state: str, text: str) -> No
     state is only remembered; when the webhook fails the old state stays, so the next report
     tries again."""
     path = settings.run_dir / f"{STATE_FILE}_{topic}"
-    previous = {"state": "ok", "since": ""}
-    try:
-        read = json.loads(path.read_text())
-        if isinstance(read, dict) and isinstance(read.get("state"), str):
-            previous = read
-    except (OSError, ValueError):
-        pass
+    previous = _read_state(path, states=None)
     if state == previous["state"]:
         return
-    url = settings.alert_webhook_url
+    url, message = settings.alert_webhook_url, ""
     if url:
         where = f"CoinCap ELT ({settings.warehouse.engine} on {socket.gethostname()})"
         if state == "ok":
@@ -120,9 +107,20 @@ def announce_change(settings: Settings, topic: str, state: str, text: str) -> No
             message = f":large_green_circle: {where}: {text} (was {previous['state']}{since})."
         else:
             message = f":red_circle: {where}: {text}"
-        if not _post(url, redact(message, limit=600)):
-            return
-        logger.info("alert sent: %s %s (was %s)", topic, state, previous["state"])
+        message = redact(message, limit=600)
+    _change(path, state, previous, url, message, f"{topic} {state}")
+
+
+def _change(
+    path: Path, state: str, previous: dict[str, str], url: str, text: str, what: str
+) -> None:
+    """The one state-change mechanism of `announce` and `announce_change`: `text` goes to the
+    webhook (when one is set), then `state` is remembered in `path` with its time. When the
+    webhook fails the old state stays, so the next report tries again."""
+    if url:
+        if not _post(url, text):
+            return  # keep the old state: the next cycle tries again
+        logger.info("alert sent: %s (was %s)", what, previous["state"])
     now = datetime.now().astimezone().isoformat(timespec="seconds")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"state": state, "since": now}) + "\n")
@@ -176,11 +174,16 @@ def last_state(run_dir: Path) -> dict[str, str]:
     return _read_state(run_dir / STATE_FILE)
 
 
-def _read_state(path: Path) -> dict[str, str]:
+def _read_state(
+    path: Path, states: tuple[str, ...] | None = ("ok", "failed", "stale", "quota")
+) -> dict[str, str]:
+    """The state remembered in `path` and since when; `states` are the ones it may hold (None:
+    any). No file, or one that cannot be read, means `ok`."""
     try:
         state = json.loads(path.read_text())
-        if isinstance(state, dict) and state.get("state") in ("ok", "failed", "stale", "quota"):
-            return state
+        if isinstance(state, dict) and isinstance(state.get("state"), str):
+            if states is None or state["state"] in states:
+                return state
     except (OSError, ValueError):
         pass
     return {"state": "ok", "since": ""}
