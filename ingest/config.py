@@ -302,26 +302,17 @@ def backup_schedule_from(env: Mapping[str, str]) -> str:
 def backup_max_age_hours_from(env: Mapping[str, str]) -> int:
     """BACKUP_MAX_AGE_HOURS: how old the newest backup may be before status warns and a cycle
     alerts (default 36: a daily backup may miss once by a few hours)."""
-    hours = _whole_number(env, "BACKUP_MAX_AGE_HOURS", DEFAULT_BACKUP_MAX_AGE_HOURS, "hours")
-    if hours < 1:
-        raise ConfigError(
-            f"BACKUP_MAX_AGE_HOURS is {env['BACKUP_MAX_AGE_HOURS'].strip()!r}; "
-            "set it to a whole number of hours, 1 or more"
-        )
-    return hours
+    return _whole_number(
+        env, "BACKUP_MAX_AGE_HOURS", DEFAULT_BACKUP_MAX_AGE_HOURS, "hours", minimum=1
+    )
 
 
 def schema_drift_snapshots_from(env: Mapping[str, str]) -> int:
     """SCHEMA_DRIFT_SNAPSHOTS: snapshots in a row without a field before it is reported
     removed (ingest/drift.py); 1 or more."""
-    value = env.get("SCHEMA_DRIFT_SNAPSHOTS", "").strip()
-    if not value:
-        return DEFAULT_SCHEMA_DRIFT_SNAPSHOTS
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise ConfigError(
-            f"SCHEMA_DRIFT_SNAPSHOTS is {value!r}; set it to a whole number of snapshots, 1 or more"
-        )
-    return int(value)
+    return _whole_number(
+        env, "SCHEMA_DRIFT_SNAPSHOTS", DEFAULT_SCHEMA_DRIFT_SNAPSHOTS, "snapshots", minimum=1
+    )
 
 
 def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -343,13 +334,16 @@ def _timeout(env: Mapping[str, str]) -> float:
     return seconds
 
 
-def _whole_number(env: Mapping[str, str], name: str, default: int, unit: str) -> int:
-    """A variable that holds a whole number (0 or more); `default` when unset or empty."""
+def _whole_number(
+    env: Mapping[str, str], name: str, default: int, unit: str, minimum: int = 0
+) -> int:
+    """A variable that holds a whole number, `minimum` or more; `default` when unset or empty."""
     value = env.get(name, "").strip()
     if not value:
         return default
-    if not (value.isascii() and value.isdigit()):
-        raise ConfigError(f"{name} is {value!r}; set it to a whole number of {unit}")
+    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
+        more = f", {minimum} or more" if minimum else ""
+        raise ConfigError(f"{name} is {value!r}; set it to a whole number of {unit}{more}")
     return int(value)
 
 

@@ -362,9 +362,9 @@ def test_backup_schedule_and_max_age_are_read_stripped() -> None:
     ("value", "message"),
     [
         ("0", "BACKUP_MAX_AGE_HOURS is '0'; set it to a whole number of hours, 1 or more"),
-        ("1.5", "BACKUP_MAX_AGE_HOURS is '1.5'; set it to a whole number of hours"),
-        ("-3", "BACKUP_MAX_AGE_HOURS is '-3'; set it to a whole number of hours"),
-        ("a day", "BACKUP_MAX_AGE_HOURS is 'a day'; set it to a whole number of hours"),
+        ("1.5", "BACKUP_MAX_AGE_HOURS is '1.5'; set it to a whole number of hours, 1 or more"),
+        ("-3", "BACKUP_MAX_AGE_HOURS is '-3'; set it to a whole number of hours, 1 or more"),
+        ("a day", "BACKUP_MAX_AGE_HOURS is 'a day'; set it to a whole number of hours, 1 or more"),
     ],
 )
 def test_a_wrong_backup_max_age_is_refused_naming_the_variable(value: str, message: str) -> None:
