@@ -29,6 +29,8 @@ from ingest.coincap.settings import (
 from ingest.warehouse import ENGINES, Warehouse
 
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+DEFAULT_RAW_BUCKET_URL = "data/lake"  # WAREHOUSE=spark: raw's Parquet files (a local folder)
+DEFAULT_SPARK_PORT = "10000"  # the Spark Thrift Server's (HiveServer2's) port
 # dlt keeps pipeline state and pending load packages under DLT_DATA_DIR. Its own default is
 # ~/.dlt, shared by every checkout of the same user: two checkouts would share state (and dlt
 # would even remember the other checkout's DuckDB file). So the default here is per project.
@@ -184,11 +186,13 @@ def api_key_from(env: Mapping[str, str]) -> str:
 
 
 def warehouse_from(env: Mapping[str, str]) -> Warehouse:
-    """WAREHOUSE (any case: `DuckDB` is duckdb), DUCKDB_PATH and the POSTGRES_* settings."""
+    """WAREHOUSE (any case: `DuckDB` is duckdb), DUCKDB_PATH, the POSTGRES_* settings and
+    Spark's (RAW_BUCKET_URL, SPARK_HOST, SPARK_PORT, SPARK_USER)."""
     engine = env.get("WAREHOUSE", "").strip().lower() or "duckdb"
     if engine not in ENGINES:
         raise ConfigError(
-            f"WAREHOUSE is {env.get('WAREHOUSE', '').strip()!r}; set it to duckdb or postgres"
+            f"WAREHOUSE is {env.get('WAREHOUSE', '').strip()!r}; "
+            "set it to duckdb, postgres or spark"
         )
     # absolute, because dlt reads a relative DuckDB path from its own data directory
     duckdb_path = Path(env.get("DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH).resolve()
@@ -216,7 +220,23 @@ def warehouse_from(env: Mapping[str, str]) -> Warehouse:
             )
         if not (postgres["port"].isascii() and postgres["port"].isdigit()):
             raise ConfigError(f"POSTGRES_PORT is {postgres['port']!r}; set it to a number")
-    return Warehouse(engine, duckdb_path, postgres)
+    spark = {
+        "host": env.get("SPARK_HOST", "").strip() or "localhost",
+        "port": env.get("SPARK_PORT", "").strip() or DEFAULT_SPARK_PORT,
+        "user": env.get("SPARK_USER", "").strip() or "coincap",
+    }
+    if engine == "spark" and not (spark["port"].isascii() and spark["port"].isdigit()):
+        raise ConfigError(f"SPARK_PORT is {spark['port']!r}; set it to a number")
+    return Warehouse(engine, duckdb_path, postgres, spark, raw_bucket_url_from(env))
+
+
+def raw_bucket_url_from(env: Mapping[str, str]) -> str:
+    """RAW_BUCKET_URL: a URL dlt's filesystem destination takes (s3://bucket/path, gs://...,
+    file:///...); a plain path is a local folder, made absolute as a file:// URL."""
+    url = env.get("RAW_BUCKET_URL", "").strip() or DEFAULT_RAW_BUCKET_URL
+    if "://" in url:
+        return url.rstrip("/")
+    return Path(url).resolve().as_uri()
 
 
 def asset_ids_from(env: Mapping[str, str]) -> tuple[str, ...]:

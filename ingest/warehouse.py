@@ -1,21 +1,25 @@
-"""The warehouse: one object for both engines, made once from the configuration (ingest/config.py).
+"""The warehouse: one object for every engine, made once from the configuration (ingest/config.py).
 
 It is what dlt loads into (`destination`), what dbt's profile reads (`dbt_env`: profiles.yml takes
 the connection from these variables) and what the commands read without dlt or dbt (`reader`: a
-read-only connection as `query(sql, *params)`, parameters written `%s` on both engines).
+read-only connection as `query(sql, *params)`, parameters written `%s` on every engine).
+
+On Spark (docs/spark.md) the warehouse is two places: dlt writes `raw` (and `ops`) as Parquet files
+under `raw_bucket_url`, and the Spark Thrift Server (`spark`: host, port, user) holds the tables
+dbt builds and the tables over those files (macros/lake.sql registers them each build).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ingest.logs import first_line
 
-ENGINES = ("duckdb", "postgres")
+ENGINES = ("duckdb", "postgres", "spark")
 CONNECT_TIMEOUT_S = 10
 
 Query = Callable[..., list[tuple[Any, ...]]]
@@ -27,19 +31,28 @@ class WarehouseError(Exception):
 
 @dataclass(frozen=True)
 class Warehouse:
-    engine: str  # duckdb | postgres
+    engine: str  # duckdb | postgres | spark
     duckdb_path: Path  # absolute; used when engine is duckdb
     postgres: dict[str, str]  # host, port, database, username, password
+    spark: dict[str, str] = field(default_factory=dict)  # host, port, user (Thrift Server)
+    # spark: where dlt writes raw's Parquet files, a URL dlt's filesystem destination takes
+    # (an absolute local folder as file:// URL, s3://..., gs://..., az://...)
+    raw_bucket_url: str = ""
 
     def __str__(self) -> str:
         if self.engine == "duckdb":
             return f"DuckDB {self.duckdb_path}"
+        if self.engine == "spark":
+            sp = self.spark
+            return f"Spark {sp['host']}:{sp['port']} (raw files in {self.raw_bucket_url})"
         pg = self.postgres
         return f"PostgreSQL {pg['username']}@{pg['host']}:{pg['port']}/{pg['database']}"
 
     @property
     def location(self) -> str:
         """The file (DuckDB) or `user@host:port/database` (PostgreSQL), for reports."""
+        if self.engine == "spark":
+            return f"{self.spark['host']}:{self.spark['port']}"
         return str(self.duckdb_path) if self.engine == "duckdb" else str(self).split(" ", 1)[1]
 
     def exists(self) -> bool:
@@ -54,6 +67,10 @@ class Warehouse:
         if self.engine == "duckdb":
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(credentials=str(self.duckdb_path))
+        if self.engine == "spark":
+            # Parquet files, append-only: plain Parquet has no merge (dlt appends instead), so
+            # staging keeps one row per key (docs/spark.md)
+            return dlt.destinations.filesystem(bucket_url=self.raw_bucket_url)
         return dlt.destinations.postgres(
             credentials=dict(self.postgres, port=int(self.postgres["port"])),
             # No UNIQUE constraint on `_dlt_id`: a cycle killed after a job committed but before
@@ -63,10 +80,28 @@ class Warehouse:
             create_indexes=False,
         )
 
+    @property
+    def loader_file_format(self) -> str | None:
+        """The file format dlt loads with: Parquet on Spark, the destination's own elsewhere."""
+        return "parquet" if self.engine == "spark" else None
+
+    @property
+    def spark_raw_location(self) -> str:
+        """raw_bucket_url as Spark's Hadoop file systems name it (s3:// is s3a:// there)."""
+        url = self.raw_bucket_url
+        return "s3a://" + url[len("s3://") :] if url.startswith("s3://") else url
+
     def dbt_env(self) -> dict[str, str]:
         """The variables profiles/profiles.yml reads, normalised (WAREHOUSE lower-case, an
         absolute DUCKDB_PATH): what dbt connects with is exactly what dlt loaded into."""
         env = {"WAREHOUSE": self.engine, "DUCKDB_PATH": str(self.duckdb_path)}
+        if self.engine == "spark":
+            env.update(
+                SPARK_HOST=self.spark["host"],
+                SPARK_PORT=self.spark["port"],
+                SPARK_USER=self.spark["user"],
+                SPARK_RAW_LOCATION=self.spark_raw_location,
+            )
         if self.engine == "postgres":
             pg = self.postgres
             env.update(
