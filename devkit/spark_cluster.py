@@ -108,7 +108,9 @@ class SparkCluster:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).resolve()
         self.state_file = self.path / "cluster.json"
-        self.state: dict = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        self.state: dict = (
+            json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        )
 
     # ------------------------------------------------------------------ start
     def _environment(self) -> dict[str, str]:

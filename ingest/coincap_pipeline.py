@@ -92,7 +92,7 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         max_history_requests=settings.max_history_requests,
     )
     try:
-        load_info = pipeline.run(source)
+        load_info = pipeline.run(source, loader_file_format=settings.warehouse.loader_file_format)
     finally:
         report_clock_skew(settings, client.clock_skew_ms)
         cause = client.last_unavailable

@@ -77,6 +77,15 @@ def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOut
     from dbt.cli.main import dbtRunner  # imported here: `coincap-elt status` never needs dbt
 
     outcome = DbtOutcome()
+    if settings.warehouse.engine == "spark":
+        from ingest.lake import register_tables
+        from ingest.warehouse import WarehouseError
+
+        try:  # Spark sees dlt's new files (and new columns) through these tables
+            register_tables(settings.warehouse)
+        except WarehouseError as exc:
+            outcome.build_error = str(exc)
+            return outcome
     args = project_args(settings.warehouse, settings.price_move_alert_pct)
     parsed = dbtRunner(callbacks=[_relay]).invoke(["parse", *NO_ARTIFACTS, *QUIET, *args])
     if not parsed.success:

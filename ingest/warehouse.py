@@ -137,6 +137,9 @@ class Warehouse:
         if self.engine == "duckdb":
             with self._duckdb_reader() as query:
                 yield query
+        elif self.engine == "spark":
+            with self.spark_session() as query:
+                yield query
         else:
             with self._postgres_reader(application_name) as query:
                 yield query
@@ -198,3 +201,47 @@ class Warehouse:
             ) from exc
         finally:
             conn.close()
+
+    @contextmanager
+    def spark_session(self) -> Iterator[Query]:
+        """A session on the Spark Thrift Server as `query(sql, *params)` (statements without rows
+        return []), in UTC. Raises WarehouseError (one line) when it is unreachable or a
+        statement fails. Not read-only: Spark's Thrift Server has no such session."""
+        from pyhive import exc as hive_errors
+        from pyhive import hive
+        from thrift.Thrift import TException
+
+        where = str(self)
+        try:
+            conn = hive.connect(
+                host=self.spark["host"],
+                port=int(self.spark["port"]),
+                username=self.spark["user"],
+                configuration={"spark.sql.session.timeZone": "UTC"},
+            )
+        except (TException, OSError, hive_errors.Error) as exc:
+            raise WarehouseError(
+                f"the Spark Thrift Server ({self.location}) is unreachable: {first_line(exc)}; "
+                "check that it runs and SPARK_HOST/SPARK_PORT"
+            ) from exc
+        try:
+            cursor = conn.cursor()
+
+            def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+                cursor.execute(sql, params or None)
+                return cursor.fetchall() if cursor.description else []
+
+            yield query
+        except (TException, OSError, hive_errors.Error) as exc:
+            raise WarehouseError(
+                f"the warehouse ({where}) could not be read: {_hive_message(exc)}"
+            ) from exc
+        finally:
+            conn.close()
+
+
+def _hive_message(exc: BaseException) -> str:
+    """The first line of what Spark said, without the Thrift envelope around it."""
+    status = getattr(getattr(exc, "args", [None])[0], "status", None)
+    message = getattr(status, "errorMessage", None) or str(exc)
+    return first_line(message.replace("org.apache.hive.service.cli.HiveSQLException: ", ""))

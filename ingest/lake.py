@@ -1,0 +1,67 @@
+"""WAREHOUSE=spark: the tables Spark reads dlt's Parquet files through (docs/spark.md).
+
+dlt's filesystem destination writes each table of a dataset (`raw`, `ops`) as a folder of Parquet
+files, one or more per load: `<RAW_BUCKET_URL>/<dataset>/<table>/<load id>.<file id>.parquet`.
+Spark sees them as tables of the same name (`raw.assets`, `ops.schema_changes`) registered here
+over each folder: external tables, so dropping one never touches its files. Each is registered
+again before each build, which makes Spark list the folder again (it caches the listing) and
+take in columns dlt added since (Parquet's schema merge: older files read the new column as null).
+dlt's own tables (`_dlt_loads`, `_dlt_version`, `_dlt_pipeline_state`) are JSON lines and stay
+files only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from ingest.warehouse import Query, Warehouse, WarehouseError
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("raw", "ops")
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def lake_tables(warehouse: Warehouse, dataset: str) -> list[str]:
+    """The tables dlt has written Parquet files for under `dataset`, sorted."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(f"{warehouse.raw_bucket_url}/{dataset}")
+    if not fs.exists(root):
+        return []
+    tables = []
+    for entry in fs.ls(root, detail=True):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry["type"] != "directory" or not _TABLE_NAME.match(name):
+            continue  # dlt's own _dlt_* tables, its `init` marker
+        if any(path.endswith(".parquet") for path in fs.ls(entry["name"], detail=False)):
+            tables.append(name)
+    return sorted(tables)
+
+
+def register_tables(warehouse: Warehouse, query: Query | None = None) -> list[str]:
+    """(Re)registers every lake table in Spark's catalogue; returns `dataset.table` names.
+    Raises WarehouseError when Spark is unreachable or refuses a table."""
+    if query is None:
+        with warehouse.spark_session() as session:
+            return register_tables(warehouse, session)
+    registered = []
+    for dataset in DATASETS:
+        tables = lake_tables(warehouse, dataset)
+        if not tables:
+            continue
+        query(f"create database if not exists {dataset}")
+        for table in tables:
+            location = f"{warehouse.spark_raw_location}/{dataset}/{table}"
+            query(f"drop table if exists {dataset}.{table}")
+            query(
+                f"create table {dataset}.{table} using parquet "
+                f"options (mergeSchema 'true') location '{location}'"
+            )
+            registered.append(f"{dataset}.{table}")
+    logger.info("registered %d lake table(s) in Spark: %s", len(registered), ", ".join(registered))
+    return registered
+
+
+__all__ = ["DATASETS", "WarehouseError", "lake_tables", "register_tables"]
