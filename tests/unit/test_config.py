@@ -163,7 +163,7 @@ def test_warehouse_name_is_case_insensitive(given: str, engine: str) -> None:
 @pytest.mark.parametrize("given", ["oracle", "sqlite", "postgresql", "duck db"])
 def test_an_unknown_warehouse_is_refused_naming_the_variable(given: str) -> None:
     assert refusal({"WAREHOUSE": given}) == (
-        f"WAREHOUSE is {given!r}; set it to duckdb or postgres"
+        f"WAREHOUSE is {given!r}; set it to duckdb, postgres or spark"
     )
 
 

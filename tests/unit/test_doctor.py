@@ -104,7 +104,7 @@ def test_without_a_budget_the_summary_says_so() -> None:
         ({}, MISSING_KEY),
         (
             {"COINCAP_API_KEY": "k-001", "WAREHOUSE": "oracle"},
-            "WAREHOUSE is 'oracle'; set it to duckdb or postgres",
+            "WAREHOUSE is 'oracle'; set it to duckdb, postgres or spark",
         ),
         (
             {"COINCAP_API_KEY": "k-001", "COINCAP_BACKFILL_DAYS": "a week"},
