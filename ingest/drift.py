@@ -351,13 +351,19 @@ def _read(settings: Settings, table: str, sql: str) -> list[tuple[Any, ...]]:
     Spark the ops tables are registered again first: dlt wrote them as files since the build."""
     warehouse = settings.warehouse
     with warehouse.cycle_reader("coincap-elt drift") as query:
-        if warehouse.engine == "spark":
-            from ingest.lake import register_tables
-
-            register_tables(warehouse, query, datasets=(DATASET,))
+        _register(settings, query)
         if f"{DATASET}.{table}" not in warehouse.relations(query, (DATASET,)):
             return []
         return query(sql)
+
+
+def _register(settings: Settings, query: Query | None = None) -> None:
+    """Spark: the ops tables over the files dlt wrote (a new table, new columns), so status and
+    `coincap-elt drift` see them before the next build registers them too."""
+    if settings.warehouse.engine == "spark":
+        from ingest.lake import register_tables
+
+        register_tables(settings.warehouse, query, datasets=(DATASET,))
 
 
 def _load_pending(pipeline: Any) -> None:
@@ -423,6 +429,7 @@ def _write(
     pipeline.extract(resources, loader_file_format=settings.warehouse.loader_file_format)
     pipeline.normalize()
     pipeline.load()
+    _register(settings)
 
 
 # --------------------------------------------------------------------------- reading it back
@@ -645,4 +652,5 @@ def _acknowledge_by_rewrite(settings: Settings, pipeline: Any, which: str) -> li
     )
     pipeline.normalize()
     pipeline.load()
+    _register(settings)
     return _forget_alerts(settings, rows)
