@@ -82,11 +82,19 @@ def postgres_server() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def spark_cluster() -> Iterator[dict[str, str]]:
-    """SPARK_HOST/SPARK_PORT of a local Spark cluster (a standalone master, a worker and the
-    Thrift Server, devkit/spark_cluster.py), started for the session's Spark tests. Without Java
-    or pyspark the test skips saying how to install it (fails under CI=true)."""
+    """SPARK_HOST/SPARK_PORT of a Spark Thrift Server for the Spark tests: the one these
+    variables name when SPARK_PORT is set (`eval "$(python -m devkit.spark_cluster start DIR)"`),
+    else a local cluster (a standalone master, a worker and the Thrift Server,
+    devkit/spark_cluster.py) started for the session. Without Java or pyspark the test skips
+    saying how to install it (fails under CI=true)."""
     from system_tools import missing
 
+    if os.environ.get("SPARK_PORT"):
+        yield {
+            "SPARK_HOST": os.environ.get("SPARK_HOST") or "127.0.0.1",
+            "SPARK_PORT": os.environ["SPARK_PORT"],
+        }
+        return
     reason = spark_missing()
     if reason:
         missing(reason)
