@@ -835,6 +835,8 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
     from ingest.cycle import cycle_lock
 
     path = Path(path).resolve()
+    if settings.warehouse.engine == "spark":
+        local_lake(settings.warehouse.raw_bucket_url, "restore")  # refuses an object store
     problem = verify(path)
     if problem:
         raise BackupError(f"{problem}; nothing was restored")
@@ -853,8 +855,6 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
     if engine == "postgres":
         pg_tool("pg_restore")
         pg_tool("psql")
-    if engine == "spark":
-        local_lake(settings.warehouse.raw_bucket_url, "restore")  # refuses an object store
     warnings: list[str] = []
     try:
         settings.backup_dir.mkdir(parents=True, exist_ok=True)
