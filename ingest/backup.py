@@ -864,7 +864,7 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
         has_data = _warehouse_has_data(settings)
         if has_data and not _confirmed(settings, yes):
             raise BackupError(
-                f"the warehouse ({settings.warehouse.location}) has data and the restore would "
+                f"the warehouse ({_replaced(settings)}) has data and the restore would "
                 "replace it; run again with --yes (a safety backup is taken first)"
             )
         safety, note = _safety_backup(settings)
@@ -908,10 +908,18 @@ def _confirmed(settings: Settings, yes: bool) -> bool:
     if not sys.stdin.isatty():
         return False
     answer = input(
-        f"Replace the warehouse {settings.warehouse.location}, dlt's state and the run state "
+        f"Replace the warehouse {_replaced(settings)}, dlt's state and the run state "
         "with the backup? [y/N] "
     )
     return answer.strip().lower() in ("y", "yes")
+
+
+def _replaced(settings: Settings) -> str:
+    """What a restore replaces, for the question and the refusal: on Spark, the lake's folder."""
+    if settings.warehouse.engine == "spark":
+        lake = local_lake(settings.warehouse.raw_bucket_url, "restore")
+        return f"the lake {lake} and Spark's staging and marts on {settings.warehouse.location}"
+    return settings.warehouse.location
 
 
 def _warehouse_has_data(settings: Settings) -> bool:
