@@ -516,3 +516,20 @@ def test_spark_backup_of_a_local_lake_needs_no_spark(tmp_path: Path) -> None:
         "lake/raw/_dlt_loads/coincap__1.jsonl",
         "lake/ops/schema_baseline/1.0c.jsonl.gz",
     } <= set(manifest["members"])
+
+
+def test_a_lake_that_cannot_be_read_still_gets_a_partial_safety_copy(tmp_path: Path) -> None:
+    """Before a restore replaces a damaged lake, its files are kept as they are."""
+    from ingest.backup import _safety_backup, read_manifest
+
+    lake = tmp_path / "lake"
+    settings = _settings(tmp_path, WAREHOUSE="spark", RAW_BUCKET_URL=str(lake))
+    _write_lake(lake)
+    (lake / "raw/assets/2.0b.parquet").write_bytes(b"PAR1 cut short")
+    settings.backup_dir.mkdir()
+    path, note = _safety_backup(settings)
+    assert path is not None and path.name.endswith("-pre-restore.tar.gz"), note
+    assert "could not be backed up" in note and "partial safety copy" in note
+    manifest = read_manifest(path)
+    assert manifest["partial"] and "2.0b.parquet cannot be read" in manifest["partial"]
+    assert "lake/raw/assets/2.0b.parquet" in manifest["members"]
