@@ -16,10 +16,10 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
 	touch $@
 
-install: $(VENV)/.installed ## create .venv with the pinned dependencies
+install: $(VENV)/.installed ## create .venv with the pinned dependencies (Spark's included: the tests run a local cluster)
 
 check-key:
 	@if [[ -z "$${COINCAP_API_KEY:-}" ]] && ! grep -qsE '^\s*(export\s+)?COINCAP_API_KEY\s*=\s*\S' .env; then \

@@ -1,6 +1,6 @@
 """A throwaway Spark cluster for the tests, for CI and for trying `WAREHOUSE=spark` on a laptop.
 
-Three Java processes from the ``pyspark`` wheel (the ``.[spark]`` extra ships Spark's jars), all
+Three Java processes from the ``pyspark`` wheel (the ``.[dev]`` extra ships Spark's jars), all
 bound to 127.0.0.1 on free ports, all living in one directory (``DIR``):
 
     a standalone Master      (org.apache.spark.deploy.master.Master)
@@ -44,7 +44,7 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 JAVA_INSTALL_HINT = "sudo apt-get install -y openjdk-17-jre-headless"
-SPARK_INSTALL_HINT = "`make install` (the dev install brings the .[spark] extra: pyspark)"
+SPARK_INSTALL_HINT = "`make install` (the dev extra brings pyspark; `.[spark]` has no pyspark)"
 DEBIAN_JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 START_TIMEOUT_S = 180
 # Small on purpose: the cluster shares a 2-core machine with the rest of the suite.

@@ -3,8 +3,9 @@
 COINCAP_BACKFILL_DAYS applies to an asset's first cycle only; this command asks CoinCap for the
 history between N days ago and the oldest point stored for each asset (or the oldest window
 already asked for, so a second run asks nothing twice), through the same dlt pipeline, tables and
-merge as the cycle: raw.asset_history keyed by (asset_id, time), every window recorded in
-raw.asset_history_requests. Then `dbt build` brings the points into the marts.
+merge as the cycle: raw.asset_history keyed by (asset_id, time) (appended on Spark, where
+staging keeps one row per key), every window recorded in raw.asset_history_requests. Then
+`dbt build` brings the points into the marts.
 
 - Cost first: the estimated credits are printed before any request; on a terminal it asks to go
   on, otherwise `--yes` is required.
@@ -86,7 +87,14 @@ def main(settings: Settings, days: int, assets: str | None, yes: bool) -> int:
     from ingest.coincap_pipeline import open_pipeline
 
     pipeline = open_pipeline(settings)
-    oldest = _oldest_stored(pipeline, asset_ids)
+    from ingest.warehouse import WarehouseError
+
+    try:
+        with cycle_lock(run_dir, wait=True):  # Spark: raw's tables are registered again first
+            oldest = _oldest_stored(settings, asset_ids)
+    except WarehouseError as exc:
+        logger.error("error: %s", exc)
+        return 1
     windows = plan(oldest, asset_ids, days, int(time.time() * 1000))
     if not windows:
         logger.info(
@@ -146,26 +154,31 @@ class _Stop(Exception):
     """CoinCap stopped answering usefully: the backfill ends, what was loaded stays."""
 
 
-def _oldest_stored(pipeline: Any, asset_ids: Sequence[str]) -> dict[str, int]:
+def _oldest_stored(settings: Settings, asset_ids: Sequence[str]) -> dict[str, int]:
     """Per asset, the oldest time (ms) raw holds a point for or history was asked back to."""
+    warehouse = settings.warehouse
+    if warehouse.engine == "spark":
+        from ingest.lake import register_tables
+
+        register_tables(warehouse, datasets=("raw",))  # Spark sees every file dlt wrote
     ids = ", ".join("('" + a.replace("'", "''") + "')" for a in asset_ids)
-    try:
-        with pipeline.sql_client() as client:
-            history = client.make_qualified_table_name("asset_history")
-            requests = client.make_qualified_table_name("asset_history_requests")
-            sql = (
-                "select ids.asset_id, least("
-                f"(select min(h.time) from {history} as h where h.asset_id = ids.asset_id), "
-                f"(select min(r.window_start) from {requests} as r "
-                "where r.asset_id = ids.asset_id and r.outcome in ('fetched', 'not_found'))) "
-                f"from (values {ids}) as ids(asset_id)"
+    with warehouse.cycle_reader("coincap-elt backfill") as query:
+        existing = warehouse.relations(query, ("raw",))
+        oldest = []
+        if "raw.asset_history" in existing:
+            oldest.append(
+                "(select min(h.time) from raw.asset_history as h where h.asset_id = ids.asset_id)"
             )
-            rows = client.execute_sql(sql) or []
-    except Exception as exc:  # noqa: BLE001 - no raw tables yet: nothing stored
-        if "asset_history" not in str(exc):
-            raise
-        return {}
-    return {asset_id: int(oldest) for asset_id, oldest in rows if oldest is not None}
+        if "raw.asset_history_requests" in existing:
+            oldest.append(
+                "(select min(r.window_start) from raw.asset_history_requests as r "
+                "where r.asset_id = ids.asset_id and r.outcome in ('fetched', 'not_found'))"
+            )
+        if not oldest:  # no raw tables yet: nothing stored
+            return {}
+        first = oldest[0] if len(oldest) == 1 else f"least({', '.join(oldest)})"
+        rows = query(f"select ids.asset_id, {first} from (values {ids}) as ids(asset_id)")
+    return {asset_id: int(value) for asset_id, value in rows if value is not None}
 
 
 def _confirmed(cost: int) -> bool:
@@ -192,10 +205,11 @@ def _load(
     summary: Any,
     progress: _Progress,
 ) -> None:
-    """One batch: its history requests and one dlt load (merge), like a cycle's."""
+    """One batch: its history requests and one dlt load (merge; append on Spark), like a
+    cycle's."""
     import dlt
 
-    from ingest.coincap import HISTORY_HINTS, REQUEST_HINTS, TIMESTAMP_FIELD
+    from ingest.coincap import REQUEST_HINTS, TIMESTAMP_FIELD, history_hints
     from ingest.coincap.helpers import CoinCapClient, CoinCapError
     from ingest.coincap_pipeline import load_pending
     from ingest.quota import Quota
@@ -211,6 +225,7 @@ def _load(
     except CoinCapError as exc:
         raise _Stop(str(exc)) from exc
     stop: str | None = None
+    hints = history_hints(settings.warehouse.raw_write_disposition)
 
     @dlt.resource(name="asset_history_backfill")
     def history() -> Iterator[Any]:
@@ -230,9 +245,7 @@ def _load(
                         result.detail,
                     )
                 elif result.outcome == "fetched":
-                    yield dlt.mark.with_hints(
-                        result.points, HISTORY_HINTS, create_table_variant=True
-                    )
+                    yield dlt.mark.with_hints(result.points, hints, create_table_variant=True)
                 records.append(result.record())
                 summary.rows_loaded += len(result.points)
                 progress.step(window, client.meter.credits + summary.coincap_credits)
@@ -246,9 +259,10 @@ def _load(
                 create_table_variant=True,
             )
 
+    file_format = settings.warehouse.loader_file_format
     load_pending(pipeline, summary)  # a cycle's or a killed batch's, as a cycle does
     try:
-        info = pipeline.run(history())
+        info = pipeline.run(history(), loader_file_format=file_format)  # type: ignore[arg-type]
         summary.load_ids.extend(info.loads_ids)
     finally:
         quota.after(client.last_unavailable)

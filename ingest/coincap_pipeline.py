@@ -88,8 +88,9 @@ def run(settings: Settings, summary: IngestSummary | None = None) -> None:
         client,
         settings.asset_ids,
         settings.backfill_days,
-        series_ends=_series_ends(pipeline, settings.asset_ids),
+        series_ends=_series_ends(settings),
         max_history_requests=settings.max_history_requests,
+        write_disposition=settings.warehouse.raw_write_disposition,
     )
     try:
         load_info = pipeline.run(source, loader_file_format=settings.warehouse.loader_file_format)
@@ -137,7 +138,8 @@ def open_pipeline(settings: Settings) -> dlt.Pipeline:
 
 def load_pending(pipeline: dlt.Pipeline, summary: IngestSummary) -> None:
     """Loads what an earlier run extracted but could not load (warehouse down, process killed).
-    First, because `pipeline.run` alone would load it and skip the new data."""
+    First, because `pipeline.run` alone would load it and skip the new data. (Each package
+    keeps the file format it was extracted with: Parquet on Spark.)"""
     if not pipeline.has_pending_data:
         return
     logger.info("loading pending load packages left by an earlier cycle")
@@ -148,19 +150,23 @@ def load_pending(pipeline: dlt.Pipeline, summary: IngestSummary) -> None:
     summary.load_ids.extend(pending.loads_ids)
 
 
-def _series_ends(pipeline: dlt.Pipeline, asset_ids: tuple[str, ...]) -> dict[str, int]:
+def _series_ends(settings: Settings) -> dict[str, int]:
     """Per asset, the end (ms) of the newest 5-minute slot of marts.fct_asset_price_history:
     what dbt accepted, the one definition of a usable figure. Empty when the mart does not exist
     yet or the warehouse cannot be read now: the marks in dlt's state decide then."""
-    ids = ", ".join("('" + asset_id.replace("'", "''") + "')" for asset_id in asset_ids)
+    warehouse = settings.warehouse
+    ids = ", ".join("('" + asset_id.replace("'", "''") + "')" for asset_id in settings.asset_ids)
     sql = (
         "select ids.asset_id, (select max(series.price_at) from marts.fct_asset_price_history "
         "as series where series.asset_id = ids.asset_id) "
         f"from (values {ids}) as ids(asset_id)"
     )
     try:
-        with pipeline.sql_client() as client:
-            rows = client.execute_sql(sql) or []
+        with warehouse.cycle_reader("coincap-elt ingest") as query:
+            if "marts.fct_asset_price_history" not in warehouse.relations(query, ("marts",)):
+                logger.info("the marts are not built yet; dlt's state decides gaps")
+                return {}
+            rows = query(sql)
     except Exception as exc:  # noqa: BLE001 - any failure: fall back to dlt's state
         logger.info(
             "the series in the marts was not read (%s); dlt's state decides gaps",

@@ -111,6 +111,8 @@ def check_warehouse(env: Mapping[str, str]) -> Result:
         return Result("warehouse", False, f"not checked: {exc}")
     if warehouse.engine == "duckdb":
         return _check_duckdb(warehouse.duckdb_path)
+    if warehouse.engine == "spark":
+        return _check_spark(warehouse)
     return _check_postgres(warehouse)
 
 
@@ -175,6 +177,61 @@ def _check_postgres(warehouse: Warehouse) -> Result:
     finally:
         conn.close()
     return Result("warehouse", True, f"{where} reachable, {_schemas(found)}")
+
+
+def _check_spark(warehouse: Warehouse) -> Result:
+    """RAW_BUCKET_URL takes dlt's files (a local folder: writable; another URL: a file system
+    this install can open), and the Spark Thrift Server answers. PyHive only: no pyspark."""
+    from ingest.warehouse import WarehouseError
+
+    bucket = _check_bucket(warehouse.raw_bucket_url)
+    if bucket.startswith("FAIL "):
+        return Result("warehouse", False, bucket.removeprefix("FAIL "))
+    where = f"Spark Thrift Server {warehouse.location}"
+    try:
+        with warehouse.spark_session() as query:
+            found = {row[0] for row in query("show databases")}
+    except WarehouseError as exc:
+        cause = exc.__cause__
+        if cause is None or isinstance(cause, ImportError):  # PyHive missing: its own line
+            return Result("warehouse", False, str(exc))
+        return Result(
+            "warehouse",
+            False,
+            f"{where} does not answer ({_one_line(cause)}); check SPARK_HOST/SPARK_PORT, is the "
+            "Thrift Server running",
+        )
+    return Result("warehouse", True, f"{where} answers, {_schemas(found)}; {bucket}")
+
+
+def _check_bucket(url: str) -> str:
+    """What the raw files' place is, or `FAIL <what is wrong; what to do>`."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        from urllib.request import url2pathname
+
+        folder = Path(url2pathname(parsed.path))
+        problem = _unwritable(folder)
+        if problem:
+            return (
+                f"FAIL RAW_BUCKET_URL {folder}: {problem}; make it writable or set "
+                "RAW_BUCKET_URL elsewhere"
+            )
+        later = "" if folder.is_dir() else " (created by the first cycle)"
+        return f"raw files in {folder}, writable{later}"
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(parsed.scheme)
+    except (ImportError, ValueError) as exc:
+        return (
+            f"FAIL RAW_BUCKET_URL {url}: this install cannot open {parsed.scheme or 'it'} "
+            f"({_one_line(exc)}); install dlt's extra for it (e.g. `pip install 'dlt[s3]'`) "
+            "or set RAW_BUCKET_URL to a local folder or another URL"
+        )
+    return f"raw files in {url} (not probed: credentials come from dlt's configuration)"
 
 
 def _schemas(found: set[str]) -> str:

@@ -314,17 +314,9 @@ def _pipeline(settings: Settings) -> Any:
 
 def check(settings: Settings, raw: Any, seen: dict[str, dict[str, set[str]]]) -> list[Change]:
     """Compares what this load saw with the baseline; records, warns and alerts each change."""
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
     pipeline = _pipeline(settings)
-    if pipeline.has_pending_data:  # an earlier cycle's changes and baseline first
-        pipeline.normalize()
-        pipeline.load()
-    try:
-        with pipeline.sql_client() as client:
-            rows = client.execute_sql(f"select endpoint, baseline from {DATASET}.{BASELINE}")
-    except DatabaseUndefinedRelation:
-        rows = []
+    _load_pending(pipeline)  # an earlier cycle's changes and baseline first
+    rows = _read(settings, BASELINE, f"select endpoint, baseline from {DATASET}.{BASELINE}")
     stored = {endpoint: json.loads(text) for endpoint, text in rows or []}
     now = datetime.now(UTC)
     stamp = now.isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -345,7 +337,7 @@ def check(settings: Settings, raw: Any, seen: dict[str, dict[str, set[str]]]) ->
         if endpoint in stored:  # the first load of an endpoint only learns its variants
             changes += new
     if baselines != stored:
-        _write(pipeline, changes, baselines, now, settings.schema_drift_snapshots)
+        _write(settings, pipeline, changes, baselines, now)
         for change in changes:
             logger.warning("%s", change.text(settings.schema_drift_snapshots))
         if not stored:
@@ -354,34 +346,57 @@ def check(settings: Settings, raw: Any, seen: dict[str, dict[str, set[str]]]) ->
     return changes
 
 
+def _read(settings: Settings, table: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql`, which reads ops.`table`; none while that table does not exist. On
+    Spark the ops tables are registered again first: dlt wrote them as files since the build."""
+    warehouse = settings.warehouse
+    with warehouse.cycle_reader("coincap-elt drift") as query:
+        _register(settings, query)
+        if f"{DATASET}.{table}" not in warehouse.relations(query, (DATASET,)):
+            return []
+        return query(sql)
+
+
+def _register(settings: Settings, query: Query | None = None) -> None:
+    """Spark: the ops tables over the files dlt wrote (a new table, new columns), so status and
+    `coincap-elt drift` see them before the next build registers them too."""
+    if settings.warehouse.engine == "spark":
+        from ingest.lake import register_tables
+
+        register_tables(settings.warehouse, query, datasets=(DATASET,))
+
+
+def _load_pending(pipeline: Any) -> None:
+    if pipeline.has_pending_data:
+        pipeline.normalize()
+        pipeline.load()
+
+
 def _alert(settings: Settings, pipeline: Any) -> None:
     """One alert per change not acknowledged (`notify_once`: one topic per change, sent once;
     one that could not be delivered is sent by the next cycle)."""
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
     if not settings.alert_webhook_url:
         return
-    try:
-        with pipeline.sql_client() as client:
-            rows = client.execute_sql(
-                f"select change_id, detail from {DATASET}.{CHANGES} "
-                "where acknowledged_at is null order by detected_at"
-            )
-    except DatabaseUndefinedRelation:
-        return
-    for change_id, detail in rows or []:
+    rows = _read(
+        settings,
+        CHANGES,
+        f"select change_id, detail from {DATASET}.{CHANGES} "
+        "where acknowledged_at is null order by detected_at",
+    )
+    for change_id, detail in rows:
         notify_once(settings, f"schema_drift_{change_id}", change_id, detail)
 
 
 def _write(
+    settings: Settings,
     pipeline: Any,
     changes: list[Change],
     baselines: dict[str, Any],
     now: datetime,
-    snapshots: int,
 ) -> None:
     import dlt
 
+    snapshots = settings.schema_drift_snapshots
     rows = [
         {
             "change_id": c.change_id,
@@ -411,9 +426,10 @@ def _write(
         resources.append(
             dlt.resource(rows, name=CHANGES, write_disposition="append", columns=CHANGE_COLUMNS)
         )
-    pipeline.extract(resources)
+    pipeline.extract(resources, loader_file_format=settings.warehouse.loader_file_format)
     pipeline.normalize()
     pipeline.load()
+    _register(settings)
 
 
 # --------------------------------------------------------------------------- reading it back
@@ -485,7 +501,7 @@ def main(settings: Settings, acknowledge: str | None = None, as_json: bool = Fal
                 print("no schema change waits to be acknowledged")
             return 0
         with connect(settings, settings.run_dir) as query:
-            existing = _relations(query)
+            existing = _relations(settings.warehouse, query)
             rows = []
             if f"{DATASET}.{CHANGES}" in existing:
                 rows = query(
@@ -517,10 +533,10 @@ def _acknowledge(settings: Settings, which: str) -> list[str]:
 
     with cycle_lock(settings.run_dir, wait=True):
         pipeline = _pipeline(settings)
-        if pipeline.has_pending_data:
-            pipeline.normalize()
-            pipeline.load()
+        _load_pending(pipeline)
         try:
+            if settings.warehouse.engine == "spark":
+                return _acknowledge_by_rewrite(settings, pipeline, which)
             with pipeline.sql_client() as client:
                 return _acknowledge_in(settings, client, which)
         except DriftError:
@@ -542,13 +558,7 @@ def _acknowledge_in(settings: Settings, client: Any, which: str) -> list[str]:
         )
     except DatabaseUndefinedRelation:
         rows = []
-    if which != "all":
-        rows = [r for r in rows or [] if r[0] == which]
-        if not rows:
-            raise DriftError(
-                f"no schema change {which!r} waits to be acknowledged; `coincap-elt drift` "
-                "lists them (or use --acknowledge all)"
-            )
+    rows = _chosen(rows or [], which)
     if not rows:
         return []
     stored = {
@@ -574,6 +584,73 @@ def _acknowledge_in(settings: Settings, client: Any, which: str) -> list[str]:
                 now,
                 change_id,
             )
+    return _forget_alerts(settings, rows)
+
+
+def _chosen(rows: list[Any], which: str) -> list[Any]:
+    """The rows (change_id first) not acknowledged that `which` (an id or `all`) names."""
+    if which == "all":
+        return list(rows)
+    chosen = [r for r in rows if r[0] == which]
+    if not chosen:
+        raise DriftError(
+            f"no schema change {which!r} waits to be acknowledged; `coincap-elt drift` "
+            "lists them (or use --acknowledge all)"
+        )
+    return chosen
+
+
+def _forget_alerts(settings: Settings, rows: list[Any]) -> list[str]:
     for change_id, *_ in rows:  # its alert was sent: nothing more to remember
         (settings.run_dir / f"{STATE_FILE}_schema_drift_{change_id}").unlink(missing_ok=True)
     return [r[0] for r in rows]
+
+
+def _acknowledge_by_rewrite(settings: Settings, pipeline: Any, which: str) -> list[str]:
+    """Spark: Parquet files take no UPDATE, so both ops tables are written again whole, through
+    dlt (replace): the changes with their acknowledged_at set, the baselines updated. A run
+    stopped in between leaves dlt's package pending; the next cycle or acknowledge loads it."""
+    import dlt
+
+    names = list(CHANGE_COLUMNS)
+    changes = [
+        dict(zip(names, row, strict=True))
+        for row in _read(settings, CHANGES, f"select {', '.join(names)} from {DATASET}.{CHANGES}")
+    ]
+    waiting = sorted(
+        (c for c in changes if c["acknowledged_at"] is None), key=lambda c: c["detected_at"]
+    )
+    rows = _chosen(
+        [(c["change_id"], c["endpoint"], c["field"], c["change"]) for c in waiting], which
+    )
+    if not rows:
+        return []
+    baselines = _read(settings, BASELINE, f"select endpoint, baseline from {DATASET}.{BASELINE}")
+    stored = {endpoint: json.loads(text) for endpoint, text in baselines}
+    for _, endpoint, name, change in rows:
+        if endpoint in stored:
+            acknowledge_in(stored[endpoint], change, name)
+    now = datetime.now(UTC)
+    acknowledged = {r[0] for r in rows}
+    for change in changes:
+        if change["change_id"] in acknowledged:
+            change["acknowledged_at"] = now
+    baseline_rows = [
+        {"endpoint": e, "baseline": json.dumps(b, sort_keys=True), "updated_at": now}
+        for e, b in stored.items()
+    ]
+    pipeline.extract(
+        [
+            dlt.resource(
+                baseline_rows, name=BASELINE, write_disposition="replace", columns=BASELINE_COLUMNS
+            ),
+            dlt.resource(
+                changes, name=CHANGES, write_disposition="replace", columns=CHANGE_COLUMNS
+            ),
+        ],
+        loader_file_format=settings.warehouse.loader_file_format,
+    )
+    pipeline.normalize()
+    pipeline.load()
+    _register(settings)
+    return _forget_alerts(settings, rows)

@@ -48,14 +48,18 @@ def lake_tables(warehouse: Warehouse, dataset: str) -> list[str]:
     return sorted(tables)
 
 
-def register_tables(warehouse: Warehouse, query: Query | None = None) -> list[str]:
-    """(Re)registers every lake table in Spark's catalogue; returns `dataset.table` names.
-    Raises WarehouseError when Spark is unreachable or refuses a table."""
+def register_tables(
+    warehouse: Warehouse, query: Query | None = None, datasets: tuple[str, ...] = DATASETS
+) -> list[str]:
+    """(Re)registers every lake table of `datasets` in Spark's catalogue; returns
+    `dataset.table` names. Raises WarehouseError when Spark is unreachable or refuses a table.
+    Before each build for all; the ingest's own reads of `ops` (the drift baseline, the run
+    log) register `ops` first, so they see tables dlt wrote since the last build."""
     if query is None:
         with warehouse.spark_session() as session:
-            return register_tables(warehouse, session)
+            return register_tables(warehouse, session, datasets)
     registered = []
-    for dataset in DATASETS:
+    for dataset in datasets:
         tables = lake_tables(warehouse, dataset)
         if not tables:
             continue
@@ -68,7 +72,8 @@ def register_tables(warehouse: Warehouse, query: Query | None = None) -> list[st
                 f"options (mergeSchema 'true') location '{location}'"
             )
             registered.append(f"{dataset}.{table}")
-    logger.info("registered %d lake table(s) in Spark: %s", len(registered), ", ".join(registered))
+    log = logger.info if datasets == DATASETS else logger.debug  # the build's, once a cycle
+    log("registered %d lake table(s) in Spark: %s", len(registered), ", ".join(registered) or "-")
     return registered
 
 

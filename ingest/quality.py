@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -145,9 +143,10 @@ def move_finding(asset_id: str, moves: list[tuple[datetime, Decimal | None]]) ->
 ANSWERED_AT = "to_timestamp(coincap_timestamp / 1000.0)"
 
 
-def find(query: Query, asset_ids: tuple[str, ...]) -> list[Finding]:
-    """Every current finding for the configured assets, by check then asset."""
-    if not _relations_exist(query):
+def find(query: Query, asset_ids: tuple[str, ...], existing: set[str]) -> list[Finding]:
+    """Every current finding for the configured assets, by check then asset. `existing`: the
+    relations of the warehouse (Warehouse.relations), which must hold RELATIONS."""
+    if not set(RELATIONS) <= existing:
         return []
     findings: list[Finding | None] = []
     newest = [
@@ -255,23 +254,17 @@ def unchanged(rows: list[tuple[Any, ...]]) -> bool:
     return len(rows) >= 2 and len(set(rows)) == 1
 
 
-def _relations_exist(query: Query) -> bool:
-    rows = query(
-        "select table_schema, table_name from information_schema.tables "
-        "where table_schema in ('raw', 'marts')"
-    )
-    return set(RELATIONS) <= {f"{schema}.{name}" for schema, name in rows}
-
-
 # --------------------------------------------------------------------------- the cycle's step
 def check_after_build(settings: Settings) -> list[Finding]:
     """The cycle's step after a good build: each finding a `warning:` line, and its alert once
     per episode. Never raises: a check that cannot run is one warning, the cycle goes on."""
     from ingest.alerts import notify_once
 
+    warehouse = settings.warehouse
     try:
-        with _cycle_reader(settings) as query:
-            findings = find(query, settings.asset_ids)
+        with warehouse.cycle_reader("coincap-elt quality") as query:
+            existing = warehouse.relations(query, ("raw", "marts"))
+            findings = find(query, settings.asset_ids, existing)
     except Exception as exc:  # noqa: BLE001 - the data-quality checks never fail a cycle
         logger.warning(
             "the data-quality checks could not run (%s: %s); the cycle's outcome stands",
@@ -283,25 +276,6 @@ def check_after_build(settings: Settings) -> list[Finding]:
         logger.warning("data quality: %s", finding.text)
         notify_once(settings, finding.topic, finding.period, f"data quality: {finding.text}")
     return findings
-
-
-@contextmanager
-def _cycle_reader(settings: Settings) -> Iterator[Query]:
-    """The warehouse reader, in the cycle's process. DuckDB refuses a read-only connection to a
-    file this process (dbt, dlt) holds open read-write: there it is an ordinary connection, which
-    only reads."""
-    warehouse = settings.warehouse
-    if warehouse.engine != "duckdb":
-        with warehouse.reader("coincap-elt quality") as query:
-            yield query
-        return
-    import duckdb
-
-    conn = duckdb.connect(str(warehouse.duckdb_path))
-    try:
-        yield lambda sql, *params: conn.execute(sql.replace("%s", "?"), params).fetchall()
-    finally:
-        conn.close()
 
 
 def _ms(when: datetime) -> int:

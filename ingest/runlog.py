@@ -77,9 +77,8 @@ def record_run(
         "error": redact(error) if error else None,
         "warehouse": warehouse,
     }
-    pipeline = _record(settings, row)
-    if pipeline is not None:
-        _credits_this_month(settings, pipeline, row)
+    if _record(settings, row) is not None:
+        _credits_this_month(settings, row)
 
     if not alert:
         return
@@ -115,6 +114,7 @@ def _record(settings: Settings, row: dict[str, Any]) -> Any:
             table_name=TABLE,
             write_disposition="append",
             columns=COLUMNS,  # type: ignore[arg-type]
+            loader_file_format=settings.warehouse.loader_file_format,  # type: ignore[arg-type]
         )
         pipeline.normalize()
         load_info = pipeline.load()
@@ -146,14 +146,19 @@ def _record(settings: Settings, row: dict[str, Any]) -> Any:
     return pipeline
 
 
-def _credits_this_month(settings: Settings, pipeline: Any, row: dict[str, Any]) -> None:
+def _credits_this_month(settings: Settings, row: dict[str, Any]) -> None:
     """Logs the credits used this UTC month and the month-end projection (ingest/credits.py);
     with COINCAP_MONTHLY_CREDITS set, a warning (and one alert a month) when the projection
     exceeds it."""
     now = row["finished_at"]
+    warehouse = settings.warehouse
     try:
-        with pipeline.sql_client() as client:
-            runs = client.execute_sql(RUNS_SQL.format(table=f"{DATASET}.{TABLE}"), since(now))
+        with warehouse.cycle_reader("coincap-elt runlog") as query:
+            if warehouse.engine == "spark":  # Spark sees the row just written (a new file)
+                from ingest.lake import register_tables
+
+                register_tables(warehouse, query, datasets=(DATASET,))
+            runs = query(RUNS_SQL.format(table=f"{DATASET}.{TABLE}"), since(now))
     except Exception as exc:  # noqa: BLE001 - a report, never the cycle's outcome
         logger.warning("credits this month not computed: %s", redact(str(exc), limit=200))
         return

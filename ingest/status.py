@@ -31,7 +31,7 @@ from ingest.cycle import HEARTBEAT_FILE, LOCK_FILE, cycle_lock
 from ingest.drift import render_changes, unacknowledged
 from ingest.logs import first_line
 from ingest.quality import find as find_quality
-from ingest.warehouse import Query, WarehouseError
+from ingest.warehouse import Query, Warehouse, WarehouseError
 
 # the run log: the public view first; the table behind it has a cycle's row as soon as the cycle
 # wrote it, while the view shows the table only from the build after the first row
@@ -74,13 +74,13 @@ def main(settings: Settings, as_json: bool = False) -> int:
 def collect(settings: Settings, run_dir: Path, now: datetime) -> dict[str, Any]:
     """Everything the status shows, as the JSON object `--json` prints."""
     with connect(settings, run_dir) as query:
-        existing = _relations(query)
+        existing = _relations(settings.warehouse, query)
         run_log, cycles = _cycles(query, existing)
         newest = _newest_observation(query, existing)
         gaps = _gaps(query, existing)
         schema_changes = unacknowledged(query, existing)
         quality = (
-            [finding.as_dict() for finding in find_quality(query, settings.asset_ids)]
+            [finding.as_dict() for finding in find_quality(query, settings.asset_ids, existing)]
             if "marts.fct_asset_price_history" in existing
             else None  # not built yet
         )
@@ -146,13 +146,9 @@ def connect(settings: Settings, run_dir: Path) -> Iterator[Query]:
             yield query
 
 
-def _relations(query: Query) -> set[str]:
+def _relations(warehouse: Warehouse, query: Query) -> set[str]:
     """The tables and views status reads that exist (a new warehouse has none of them)."""
-    rows = query(
-        "select table_schema, table_name from information_schema.tables "
-        "where table_schema in ('marts', 'ops')"
-    )
-    return {f"{schema}.{name}" for schema, name in rows}
+    return warehouse.relations(query, ("raw", "marts", "ops"))
 
 
 def _cycles(query: Query, existing: set[str]) -> tuple[str | None, list[dict[str, Any]]]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,12 @@ class Warehouse:
         return "parquet" if self.engine == "spark" else None
 
     @property
+    def raw_write_disposition(self) -> str:
+        """How dlt writes raw's keyed tables (assets, asset_history): merged by their keys, or
+        appended on Spark (plain Parquet has no merge; staging keeps one row per key)."""
+        return "append" if self.engine == "spark" else "merge"
+
+    @property
     def spark_raw_location(self) -> str:
         """raw_bucket_url as Spark's Hadoop file systems name it (s3:// is s3a:// there)."""
         url = self.raw_bucket_url
@@ -145,7 +153,38 @@ class Warehouse:
                 yield query
 
     @contextmanager
-    def _duckdb_reader(self) -> Iterator[Query]:
+    def cycle_reader(self, application_name: str = "coincap-elt") -> Iterator[Query]:
+        """`reader` for a process that also writes the warehouse (a cycle, a backfill): DuckDB
+        refuses a read-only connection to a file the process holds open read-write (dbt, dlt),
+        so there it is an ordinary connection, which only reads. Hold the cycle lock."""
+        if self.engine != "duckdb":
+            with self.reader(application_name) as query:
+                yield query
+            return
+        with self._duckdb_reader(read_only=False) as query:
+            yield query
+
+    def relations(self, query: Query, schemas: tuple[str, ...]) -> set[str]:
+        """The tables and views of `schemas` that exist, as `schema.table`: information_schema
+        on DuckDB and PostgreSQL; Spark has none, so its catalogue's SHOW statements."""
+        if self.engine != "spark":
+            listed = ", ".join("'" + schema + "'" for schema in schemas)
+            rows = query(
+                "select table_schema, table_name from information_schema.tables "
+                f"where table_schema in ({listed})"
+            )
+            return {f"{schema}.{name}" for schema, name in rows}
+        found = {row[0] for row in query("show databases")}
+        return {
+            f"{schema}.{row[1]}"
+            for schema in schemas
+            if schema in found
+            for row in query(f"show tables in {schema}")
+            if not row[2]  # a session's temporary view belongs to no schema
+        }
+
+    @contextmanager
+    def _duckdb_reader(self, read_only: bool = True) -> Iterator[Query]:
         import duckdb
 
         path = self.duckdb_path
@@ -155,7 +194,7 @@ class Warehouse:
                 "(coincap-elt run) or point DUCKDB_PATH at the warehouse file"
             )
         try:
-            conn = duckdb.connect(str(path), read_only=True)
+            conn = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
             if "lock" in str(exc).lower():
                 raise WarehouseError(
@@ -207,12 +246,24 @@ class Warehouse:
         """A session on the Spark Thrift Server as `query(sql, *params)` (statements without rows
         return []), in UTC. Raises WarehouseError (one line) when it is unreachable or a
         statement fails. Not read-only: Spark's Thrift Server has no such session."""
-        from pyhive import exc as hive_errors
-        from pyhive import hive
-        from thrift.Thrift import TException
+        import socket
+
+        try:
+            from pyhive import exc as hive_errors
+            from pyhive import hive
+            from thrift.Thrift import TException
+        except ImportError as exc:
+            raise WarehouseError(
+                f"WAREHOUSE=spark needs PyHive ({exc.name} is not installed); install the spark "
+                "extra: pip install '.[spark]'"
+            ) from exc
 
         where = str(self)
         try:
+            # PyHive waits without a limit for a host that does not answer: a probe with one
+            socket.create_connection(
+                (self.spark["host"], int(self.spark["port"])), timeout=CONNECT_TIMEOUT_S
+            ).close()
             conn = hive.connect(
                 host=self.spark["host"],
                 port=int(self.spark["port"]),
@@ -228,8 +279,9 @@ class Warehouse:
             cursor = conn.cursor()
 
             def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-                cursor.execute(sql, params or None)
-                return cursor.fetchall() if cursor.description else []
+                cursor.execute(sql % _spark_params(params) if params else sql)
+                rows = cursor.fetchall() if cursor.description else []
+                return [tuple(map(_spark_value, row)) for row in rows]
 
             yield query
         except (TException, OSError, hive_errors.Error) as exc:
@@ -238,6 +290,31 @@ class Warehouse:
             ) from exc
         finally:
             conn.close()
+
+
+def _spark_params(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The parameters as Spark SQL literals: PyHive's quoting, plus a time with a zone as UTC
+    (the session's; PyHive would drop the offset) and a Decimal as a decimal literal (PyHive
+    refuses it)."""
+    from pyhive.hive import HiveParamEscaper
+
+    class Escaper(HiveParamEscaper):
+        def escape_item(self, item: Any) -> Any:
+            if isinstance(item, Decimal) and item.is_finite():
+                return str(item)
+            if isinstance(item, datetime) and item.tzinfo is not None:
+                item = item.astimezone(UTC).replace(tzinfo=None)
+            return super().escape_item(item)
+
+    return Escaper().escape_args(params)
+
+
+def _spark_value(value: Any) -> Any:
+    """A value as the other engines' readers return it: Spark's timestamps come back without
+    a time zone, in the session's (UTC); the others give them with UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _hive_message(exc: BaseException) -> str:

@@ -313,7 +313,7 @@ def test_an_unreachable_postgresql_is_one_error_line(tmp_path: Path, postgres_se
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"WAREHOUSE": "oracle"}, "set it to duckdb or postgres"),
+        ({"WAREHOUSE": "oracle"}, "set it to duckdb, postgres or spark"),
         ({"WAREHOUSE": "postgres", "POSTGRES_DB": "x", "POSTGRES_USER": "u"}, "POSTGRES_PASSWORD"),
     ],
 )

@@ -102,6 +102,10 @@
 
 {#- The UTC calendar date of a `timestamp with time zone`, whatever the session time zone is. -#}
 {% macro utc_date(column_name) -%}
+    {{ return(adapter.dispatch('utc_date', 'coincap_elt')(column_name)) }}
+{%- endmacro %}
+
+{% macro default__utc_date(column_name) -%}
     cast(({{ column_name }} at time zone 'UTC') as date)
 {%- endmacro %}
 

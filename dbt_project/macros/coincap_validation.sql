@@ -29,7 +29,7 @@
 {% macro coincap_decimal_problem(column_name, required=false, positive=false) -%}
     case
         when {{ column_name }} is null or {{ column_name }} = ''
-            then {{ "'missing'" if required else "cast(null as text)" }}
+            then {{ "'missing'" if required else "cast(null as " ~ text_type() ~ ")" }}
         when not {{ matches_regex(column_name, coincap_number_pattern()) }}
             then 'not a number'
         when {{ matches_regex(column_name, '.*[eE][+-]?[0-9]{4,}') }}
@@ -50,7 +50,7 @@
 {% macro coincap_rank_problem(column_name) -%}
     case
         when {{ column_name }} is null or {{ column_name }} = ''
-            then cast(null as text)
+            then cast(null as {{ text_type() }})
         when not {{ matches_regex(column_name, '0*[1-9][0-9]{0,8}') }}
             then 'not a whole number from 1'
     end

@@ -74,6 +74,19 @@ REQUEST_HINTS = dlt.mark.make_hints(
 )
 
 
+def history_hints(write_disposition: str = "merge") -> Any:
+    """HISTORY_HINTS with the write disposition of the warehouse (Warehouse.raw_write_disposition:
+    append where there is no merge, on Spark's plain Parquet)."""
+    return (
+        HISTORY_HINTS
+        if write_disposition == "merge"
+        else {
+            **HISTORY_HINTS,
+            "write_disposition": write_disposition,
+        }
+    )
+
+
 # max_table_nesting=0 keeps nested values (`tokens`) as JSON in the row, exactly as sent,
 # instead of unpacking them into child tables.
 @dlt.source(name="coincap", max_table_nesting=0)
@@ -83,6 +96,7 @@ def coincap(
     backfill_days: int = DEFAULT_BACKFILL_DAYS,
     series_ends: Mapping[str, int] | None = None,
     max_history_requests: int = DEFAULT_MAX_HISTORY_REQUESTS,
+    write_disposition: str = "merge",
 ) -> tuple[DltResource, DltResource]:
     """CoinCap's current figures for `asset_ids` (one request for all of them) and the 5-minute
     history each asset lacks: `backfill_days` on the first run, the holes an outage left later,
@@ -92,9 +106,20 @@ def coincap(
     marts.fct_asset_price_history holds: dbt's own verdict on which figures were accepted. The
     caller builds the client from COINCAP_API_KEY and COINCAP_BASE_URL (ingest/config.py) and
     reads `client.meter` afterwards for the run log.
+
+    `write_disposition` is the keyed tables' (raw.assets, raw.asset_history): merge, or append
+    on a warehouse without merge (Spark), where staging keeps one row per key.
     """
     snapshot = assets(asset_ids, client)
-    history = asset_history(client, backfill_days, dict(series_ends or {}), max_history_requests)
+    if write_disposition != "merge":
+        snapshot.apply_hints(write_disposition=write_disposition)  # type: ignore[arg-type]
+    history = asset_history(
+        client,
+        backfill_days,
+        dict(series_ends or {}),
+        max_history_requests,
+        write_disposition,
+    )
     return snapshot, snapshot | history
 
 
@@ -208,6 +233,7 @@ def asset_history(
     backfill_days: int,
     series_ends: dict[str, int],
     max_requests: int,
+    write_disposition: str = "merge",
 ) -> Iterator[Any]:
     """The 5-minute points (`/assets/{id}/history?interval=m5`) each asset's series lacks.
 
@@ -228,10 +254,11 @@ def asset_history(
     raw.asset_history_requests, so dbt can tell a hole CoinCap was asked about (known or
     pending) from one nobody asked about (a fault).
     """
+    hints = history_hints(write_disposition)
     # create both tables even when a run loads no row, so dbt always finds them
-    for hints in (HISTORY_HINTS, REQUEST_HINTS):
+    for table_hints in (hints, REQUEST_HINTS):
         yield dlt.mark.with_hints(
-            dlt.mark.materialize_table_schema(), hints, create_table_variant=True
+            dlt.mark.materialize_table_schema(), table_hints, create_table_variant=True
         )
     state = dlt.current.resource_state()
     legacy = state.pop("complete_until", {})  # state of versions before 0.4.0
@@ -294,7 +321,7 @@ def asset_history(
             )
             left_for_later[asset_id] = "failed, asked again next cycle"
         else:
-            yield dlt.mark.with_hints(result.points, HISTORY_HINTS, create_table_variant=True)
+            yield dlt.mark.with_hints(result.points, hints, create_table_variant=True)
             seen[asset_id] = asked[asset_id] = window.end
     reasons: dict[str, list[str]] = {}
     for asset_id, _, _, _ in plans:

@@ -329,3 +329,25 @@ def test_a_refusal_naming_none_or_all_of_the_ids_is_raised(text: str) -> None:
     with pytest.raises(CoinCapNotFoundError):
         _get_assets(client, ("bitcoin", "ethereum"))
     assert len(client.asked) == 1
+
+
+# --------------------------------------------------------------------------- the tables' hints
+@pytest.mark.parametrize("disposition", ["merge", "append"])
+def test_the_keyed_tables_take_the_warehouses_write_disposition(
+    tmp_path: Any, disposition: str
+) -> None:
+    """Merge by their keys, or (Spark's plain Parquet, which has no merge) append; the request
+    log is appended everywhere."""
+    import dlt
+
+    from ingest.coincap import coincap
+
+    client = StandInClient({"data": [{"id": "bitcoin", "priceUsd": "1.5"}], "timestamp": TS})
+    client.base_url = "http://stand-in"  # type: ignore[attr-defined]
+    source = coincap(client, ["bitcoin"], backfill_days=0, write_disposition=disposition)
+    pipeline = dlt.pipeline("hints", pipelines_dir=str(tmp_path), dataset_name="raw")
+    pipeline.extract(source)
+    tables = pipeline.default_schema.tables
+    assert tables["assets"]["write_disposition"] == disposition
+    assert tables["asset_history"]["write_disposition"] == disposition
+    assert tables["asset_history_requests"]["write_disposition"] == "append"

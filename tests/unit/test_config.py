@@ -163,7 +163,7 @@ def test_warehouse_name_is_case_insensitive(given: str, engine: str) -> None:
 @pytest.mark.parametrize("given", ["oracle", "sqlite", "postgresql", "duck db"])
 def test_an_unknown_warehouse_is_refused_naming_the_variable(given: str) -> None:
     assert refusal({"WAREHOUSE": given}) == (
-        f"WAREHOUSE is {given!r}; set it to duckdb or postgres"
+        f"WAREHOUSE is {given!r}; set it to duckdb, postgres or spark"
     )
 
 
@@ -341,6 +341,79 @@ def test_a_duckdb_file_not_created_yet_does_not_exist_and_a_server_is_assumed(
     (in_tmp / "data" / "warehouse.duckdb").touch()
     assert duckdb.exists()
     assert Settings.from_env(POSTGRES).warehouse.exists()
+
+
+# --------------------------------------------------------------------------- Spark
+def test_spark_has_defaults_for_its_server_and_a_local_lake_folder(in_tmp: Path) -> None:
+    warehouse = Settings.from_env({"WAREHOUSE": "spark"}).warehouse
+    assert warehouse.engine == "spark"
+    assert warehouse.spark == {"host": "localhost", "port": "10000", "user": "coincap"}
+    assert warehouse.raw_bucket_url == (in_tmp / "data" / "lake").as_uri()
+    assert warehouse.location == "localhost:10000"
+    assert (
+        str(warehouse) == f"Spark localhost:10000 (raw files in {(in_tmp / 'data/lake').as_uri()})"
+    )
+
+
+def test_spark_settings_are_read_stripped_and_a_plain_lake_path_becomes_a_file_url(
+    in_tmp: Path,
+) -> None:
+    env = {
+        "WAREHOUSE": " Spark ",
+        "SPARK_HOST": " thrift.internal ",
+        "SPARK_PORT": " 10001 ",
+        "SPARK_USER": " etl ",
+        "RAW_BUCKET_URL": " lake/raw-files/ ",
+    }
+    warehouse = Settings.from_env(env).warehouse
+    assert warehouse.spark == {"host": "thrift.internal", "port": "10001", "user": "etl"}
+    assert warehouse.raw_bucket_url == (in_tmp / "lake" / "raw-files").as_uri()
+    assert warehouse.spark_raw_location == warehouse.raw_bucket_url
+
+
+def test_an_object_store_url_is_kept_and_s3_is_s3a_for_spark() -> None:
+    env = {"WAREHOUSE": "spark", "RAW_BUCKET_URL": "s3://coincap-lake/prod/"}
+    warehouse = Settings.from_env(env).warehouse
+    assert warehouse.raw_bucket_url == "s3://coincap-lake/prod"
+    assert warehouse.spark_raw_location == "s3a://coincap-lake/prod"
+    gcs = Settings.from_env({**env, "RAW_BUCKET_URL": "gs://lake/x"}).warehouse
+    assert gcs.spark_raw_location == "gs://lake/x"
+
+
+@pytest.mark.parametrize("port", ["ten", "10000x", "-1", "１０"])
+def test_a_spark_port_that_is_not_a_number_is_refused_in_one_line(port: str) -> None:
+    assert refusal({"WAREHOUSE": "spark", "SPARK_PORT": port}) == (
+        f"SPARK_PORT is {port!r}; set it to a number"
+    )
+
+
+def test_spark_settings_are_not_checked_on_another_warehouse() -> None:
+    assert Settings.from_env({"SPARK_PORT": "ten"}).warehouse.engine == "duckdb"
+
+
+def test_spark_warehouse_gives_dbt_the_thrift_server_and_the_lake(in_tmp: Path) -> None:
+    env = {"WAREHOUSE": "SPARK", "SPARK_HOST": "127.0.0.1", "SPARK_PORT": "4321"}
+    env["RAW_BUCKET_URL"] = "s3://b/lake"
+    assert Settings.from_env(env).warehouse.dbt_env() == {
+        "WAREHOUSE": "spark",
+        "DUCKDB_PATH": str(in_tmp / "data" / "warehouse.duckdb"),
+        "SPARK_HOST": "127.0.0.1",
+        "SPARK_PORT": "4321",
+        "SPARK_USER": "coincap",
+        "SPARK_RAW_LOCATION": "s3a://b/lake",
+    }
+
+
+@pytest.mark.parametrize(
+    ("engine", "file_format", "keyed"),
+    [("duckdb", None, "merge"), ("postgres", None, "merge"), ("spark", "parquet", "append")],
+)
+def test_dlt_writes_parquet_and_appends_only_on_spark(
+    engine: str, file_format: str | None, keyed: str
+) -> None:
+    warehouse = Settings.from_env({**POSTGRES, "WAREHOUSE": engine}).warehouse
+    assert warehouse.loader_file_format == file_format
+    assert warehouse.raw_write_disposition == keyed
 
 
 # --------------------------------------------------------------------------- backups

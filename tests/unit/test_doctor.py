@@ -104,7 +104,7 @@ def test_without_a_budget_the_summary_says_so() -> None:
         ({}, MISSING_KEY),
         (
             {"COINCAP_API_KEY": "k-001", "WAREHOUSE": "oracle"},
-            "WAREHOUSE is 'oracle'; set it to duckdb or postgres",
+            "WAREHOUSE is 'oracle'; set it to duckdb, postgres or spark",
         ),
         (
             {"COINCAP_API_KEY": "k-001", "COINCAP_BACKFILL_DAYS": "a week"},
@@ -233,3 +233,67 @@ def test_a_wrong_backup_schedule_fails_naming_the_variable(schedule: str) -> Non
     assert not both.ok
     assert both.detail.startswith("PIPELINE_SCHEDULE is '* * *';")
     assert f"; BACKUP_SCHEDULE is '{schedule}';" in both.detail
+
+
+# --------------------------------------------------------------------------- Spark
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spark_env(lake: object, port: int | None = None) -> dict[str, str]:
+    return {
+        "WAREHOUSE": "spark",
+        "RAW_BUCKET_URL": str(lake),
+        "SPARK_HOST": "127.0.0.1",
+        "SPARK_PORT": str(port or closed_port()),
+    }
+
+
+def test_a_spark_thrift_server_that_does_not_answer_fails_saying_what_to_check(
+    tmp_path: Path,
+) -> None:
+    env = spark_env(tmp_path / "lake")
+    result = check_warehouse(env)
+    assert not result.ok
+    assert result.detail == (
+        f"Spark Thrift Server 127.0.0.1:{env['SPARK_PORT']} does not answer ([Errno 111] "
+        "Connection refused); check SPARK_HOST/SPARK_PORT, is the Thrift Server running"
+    )
+    assert list(tmp_path.iterdir()) == []  # doctor creates no lake folder
+
+
+def test_a_lake_folder_that_cannot_take_files_fails_before_spark_is_asked(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "plain").write_text("")
+    result = check_warehouse(spark_env(tmp_path / "plain" / "lake"))
+    assert result == Result(
+        "warehouse",
+        False,
+        f"RAW_BUCKET_URL {tmp_path / 'plain' / 'lake'}: {tmp_path / 'plain'} is not a "
+        "directory; make it writable or set RAW_BUCKET_URL elsewhere",
+    )
+
+
+def test_a_lake_url_this_install_cannot_open_fails_naming_it(tmp_path: Path) -> None:
+    result = check_warehouse(spark_env("nosuchfs://bucket/lake"))
+    assert not result.ok
+    assert result.detail.startswith(
+        "RAW_BUCKET_URL nosuchfs://bucket/lake: this install cannot open nosuchfs ("
+    )
+    assert result.detail.endswith(
+        "install dlt's extra for it (e.g. `pip install 'dlt[s3]'`) or set RAW_BUCKET_URL to a "
+        "local folder or another URL"
+    )
+
+
+def test_a_bad_spark_port_is_the_configurations_line() -> None:
+    result = check_warehouse({"WAREHOUSE": "spark", "SPARK_PORT": "ten"})
+    assert result == Result(
+        "warehouse", False, "not checked: SPARK_PORT is 'ten'; set it to a number"
+    )

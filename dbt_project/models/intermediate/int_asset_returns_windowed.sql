@@ -27,7 +27,7 @@ final as (
         asset_returns.asset_id,
         asset_returns.price_date,
         asset_returns.days_since_previous_close,
-        cast(asset_returns.log_return as double precision) as log_return,
+        cast(asset_returns.log_return as {{ double_type() }}) as log_return,
         window_end.as_of_date,
         cast(window_end.as_of_date - interval '29 days' as date) as window_start_date
 

@@ -91,10 +91,10 @@ final as (
 
     select
         asset_id,
-        cast(null as text) as symbol,
+        cast(null as {{ text_type() }}) as symbol,
         -- `name` is a keyword, and the contract's column name (as in fct_asset_prices)
-        cast(null as text) as name,  -- noqa: RF04
-        cast(null as text) as explorer,
+        cast(null as {{ text_type() }}) as name,  -- noqa: RF04
+        cast(null as {{ text_type() }}) as explorer,
         cast(null as integer) as rank,
         cast(null as numeric(38, 18)) as latest_price_usd,
         cast(null as numeric(38, 18)) as latest_market_cap_usd,
@@ -102,8 +102,8 @@ final as (
         cast(null as numeric(38, 18)) as latest_supply,
         cast(null as numeric(38, 18)) as latest_max_supply,
         cast(0 as bigint) as observation_count,
-        cast(null as timestamp with time zone) as first_observed_at,
-        cast(null as timestamp with time zone) as last_observed_at
+        cast(null as {{ timestamptz_type() }}) as first_observed_at,
+        cast(null as {{ timestamptz_type() }}) as last_observed_at
 
     from history_only_assets
 

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_mart(),
         incremental_strategy='delete+insert',
         unique_key=['asset_id', 'price_at'],
         on_schema_change='append_new_columns',
@@ -267,8 +267,8 @@ moves as (
     select
         slots.*,
         (
-            cast(slots.price_usd as double precision)
-            / cast(previous_slots.price_usd as double precision)
+            cast(slots.price_usd as {{ double_type() }})
+            / cast(previous_slots.price_usd as {{ double_type() }})
         ) as price_ratio
 
     from slots

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_mart(),
         incremental_strategy='delete+insert',
         unique_key=['asset_id', 'price_date'],
         on_schema_change='append_new_columns'

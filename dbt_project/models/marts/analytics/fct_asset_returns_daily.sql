@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_mart(),
         incremental_strategy='delete+insert',
         unique_key=['asset_id', 'price_date'],
         on_schema_change='append_new_columns'
@@ -216,8 +216,8 @@ returns as (
         *,
         cast(price_date - previous_close_date as integer) as days_since_previous_close,
         cast(price_date - date '1970-01-01' as integer) as day_number,
-        cast(close_price_usd as double precision)
-        / cast(previous_close_price_usd as double precision) as close_ratio
+        cast(close_price_usd as {{ double_type() }})
+        / cast(previous_close_price_usd as {{ double_type() }}) as close_ratio
 
     from with_history
 
@@ -277,7 +277,7 @@ final as (
         -- null when it does not fit numeric(38, 12) (a rise of 1e26-fold or more)
         cast(
             case
-                when close_ratio - 1 < cast(1e26 as double precision) then close_ratio - 1
+                when close_ratio - 1 < cast(1e26 as {{ double_type() }}) then close_ratio - 1
             end
             as numeric(38, 12)
         ) as simple_return,
@@ -285,21 +285,21 @@ final as (
         cast(
             case
                 when return_count_7d >= {{ min_returns_7d }}
-                    then stddev_7d * sqrt(cast(365 as double precision))
+                    then stddev_7d * sqrt(cast(365 as {{ double_type() }}))
             end
             as numeric(38, 12)
         ) as annualized_volatility_7d,
         cast(
             case
                 when return_count_30d >= {{ min_returns_30d }}
-                    then stddev_30d * sqrt(cast(365 as double precision))
+                    then stddev_30d * sqrt(cast(365 as {{ double_type() }}))
             end
             as numeric(38, 12)
         ) as annualized_volatility_30d,
         running_peak_close_usd,
         cast(
-            cast(close_price_usd as double precision)
-            / cast(running_peak_close_usd as double precision)
+            cast(close_price_usd as {{ double_type() }})
+            / cast(running_peak_close_usd as {{ double_type() }})
             - 1
             as numeric(38, 12)
         ) as drawdown,

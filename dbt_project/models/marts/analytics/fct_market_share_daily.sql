@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_mart(),
         incremental_strategy='delete+insert',
         unique_key=['asset_id', 'price_date'],
         on_schema_change='append_new_columns'
@@ -152,8 +152,8 @@ final as (
         market_cap_usd,
         cast(total_market_cap_usd as numeric(38, 18)) as total_market_cap_usd,
         cast(
-            cast(market_cap_usd as double precision)
-            / cast(total_market_cap_usd as double precision)
+            cast(market_cap_usd as {{ double_type() }})
+            / cast(total_market_cap_usd as {{ double_type() }})
             as numeric(38, 12)
         ) as market_share,
         market_share_rank,

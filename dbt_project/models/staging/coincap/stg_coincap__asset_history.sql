@@ -12,7 +12,7 @@ with
 
 source as (
 
-    select * from {{ source('coincap', 'asset_history') }}
+    {{ raw_rows(source('coincap', 'asset_history'), ['asset_id', 'time']) }}
 
 ),
 

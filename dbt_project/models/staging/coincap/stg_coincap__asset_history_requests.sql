@@ -20,15 +20,15 @@ source as (
     {%- else %}
 
         select
-            cast(null as text) as asset_id,
+            cast(null as {{ text_type() }}) as asset_id,
             cast(null as bigint) as window_start,
             cast(null as bigint) as window_end,
-            cast(null as text) as outcome,
+            cast(null as {{ text_type() }}) as outcome,
             cast(null as bigint) as points,
             cast(null as bigint) as coincap_credits,
             cast(null as bigint) as coincap_timestamp,
-            cast(null as text) as _dlt_load_id,
-            cast(null as text) as _dlt_id
+            cast(null as {{ text_type() }}) as _dlt_load_id,
+            cast(null as {{ text_type() }}) as _dlt_id
 
         where 1 = 0
 

@@ -17,7 +17,7 @@ with
 
 source as (
 
-    select * from {{ source('coincap', 'assets') }}
+    {{ raw_rows(source('coincap', 'assets'), ['id', 'coincap_timestamp']) }}
 
 ),
 

@@ -27,21 +27,21 @@ source as (
     source as (
 
         select
-            cast(null as text) as run_id,
-            cast(null as timestamp with time zone) as started_at,
-            cast(null as timestamp with time zone) as finished_at,
-            cast(null as text) as status,
-            cast(null as text) as failed_step,
-            cast(null as text) as source_freshness,
+            cast(null as {{ text_type() }}) as run_id,
+            cast(null as {{ timestamptz_type() }}) as started_at,
+            cast(null as {{ timestamptz_type() }}) as finished_at,
+            cast(null as {{ text_type() }}) as status,
+            cast(null as {{ text_type() }}) as failed_step,
+            cast(null as {{ text_type() }}) as source_freshness,
             cast(null as bigint) as rows_loaded,
             cast(null as bigint) as coincap_requests,
             cast(null as bigint) as coincap_credits,
             cast(null as bigint) as pending_packages_loaded,
-            cast(null as text) as load_ids,
-            cast(null as text) as error,
+            cast(null as {{ text_type() }}) as load_ids,
+            cast(null as {{ text_type() }}) as error,
             -- `warehouse` is a keyword, and the run log's column name
-            cast(null as text) as warehouse,  -- noqa: RF04
-            cast(null as text) as _dlt_load_id
+            cast(null as {{ text_type() }}) as warehouse,  -- noqa: RF04
+            cast(null as {{ text_type() }}) as _dlt_load_id
 
         where 1 = 0
 
@@ -74,8 +74,8 @@ renamed as (
         cast(pending_packages_loaded as bigint) as pending_packages_loaded,
 
         -- timestamps (UTC)
-        cast(started_at as timestamp with time zone) as started_at,
-        cast(finished_at as timestamp with time zone) as finished_at,
+        cast(started_at as {{ timestamptz_type() }}) as started_at,
+        cast(finished_at as {{ timestamptz_type() }}) as finished_at,
 
         -- load metadata
         _dlt_load_id as load_id
