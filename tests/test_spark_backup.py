@@ -3,9 +3,9 @@
 raw is loaded by the ingest step alone (`python -m ingest`, dlt writing Parquet into a local
 lake, CoinCap faked), so these tests need no dbt build on Spark: the backup and the restore's
 files need no Spark at all, only the restore's last step (Spark's staging and marts dropped) and
-the next build's (ingest/lake.py's prepare_build) do. Those tests start a standalone cluster from
-the pyspark wheel (devkit/spark_cluster.py); without Java or pyspark they skip with the install
-line, and under CI=true they fail instead.
+the next build's (ingest/lake.py's prepare_build) do. Those tests use the session's standalone
+cluster from the pyspark wheel (the `spark_cluster` fixture, devkit/spark_cluster.py); without
+Java or pyspark they skip with the install line, and under CI=true they fail instead.
 
 - the archive holds the lake's files; the lake lost, `restore --yes` with Spark unreachable puts
   every file back as it was, says in a `warning:` line that staging and marts are dropped by the
@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from system_tools import missing
 
 from devkit.fake_coincap import FakeCoinCap
 from devkit.installation import API_KEY, base_env, coincap_elt
@@ -32,23 +31,6 @@ from ingest.config import warehouse_from
 from ingest.lake import DERIVED_DATABASES, REBUILD_MARKER, prepare_build, rebuild_pending
 
 CLOSED_PORT = "9"  # discard: nothing listens there on a test machine
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """SPARK_HOST and SPARK_PORT of a throwaway standalone cluster with its Thrift Server."""
-    from devkit.spark_cluster import SparkCluster
-    from devkit.spark_cluster import missing as spark_missing
-
-    reason = spark_missing()
-    if reason:
-        missing(reason)
-    cluster = SparkCluster(tmp_path_factory.mktemp("spark-cluster"))
-    try:
-        cluster.start()
-        yield cluster.env()
-    finally:
-        cluster.destroy()
 
 
 class Lake:
@@ -159,8 +141,8 @@ def test_an_object_store_lake_is_refused(lake: Lake) -> None:
     assert not Path(lake.env["BACKUP_DIR"]).exists()
 
 
-def test_restore_drops_sparks_staging_and_marts(lake: Lake, spark: dict[str, str]) -> None:
-    lake.env.update(spark)
+def test_restore_drops_sparks_staging_and_marts(lake: Lake, spark_cluster: dict[str, str]) -> None:
+    lake.env.update(spark_cluster)
     warehouse = warehouse_from(lake.env)
     lake.ingest()
     archive = _backup(lake)
@@ -187,12 +169,14 @@ def test_restore_drops_sparks_staging_and_marts(lake: Lake, spark: dict[str, str
             assert query(f"select count(*) from {table}")[0][0] == rows[table]["rows"], table
 
 
-def test_the_next_build_drops_what_a_restore_could_not(lake: Lake, spark: dict[str, str]) -> None:
+def test_the_next_build_drops_what_a_restore_could_not(
+    lake: Lake, spark_cluster: dict[str, str]
+) -> None:
     lake.ingest()
     archive = _backup(lake)
     proc = lake.command("restore", str(archive), "--yes")  # Spark unreachable: the mark stays
     assert proc.returncode == 0 and rebuild_pending(lake.run_dir), proc.stderr
-    lake.env.update(spark)
+    lake.env.update(spark_cluster)
     warehouse = warehouse_from(lake.env)
     with warehouse.spark_session() as query:
         query("create database if not exists marts")
