@@ -8,7 +8,11 @@ backup carries `-pre-restore`) in BACKUP_DIR holds:
   size and SHA-256, per-table row counts and hashes and the content fingerprint over them;
 - `warehouse/warehouse.duckdb` (a copy taken after a CHECKPOINT under the cycle lock) or
   `warehouse/warehouse.dump` (`pg_dump -Fc` of the schemas raw, staging, marts and ops, from a
-  snapshot exported under the cycle lock);
+  snapshot exported under the cycle lock) or, on Spark with a local lake (RAW_BUCKET_URL a
+  file:// folder), `lake/raw/...` and `lake/ops/...`: dlt's files as they are, copied under the
+  cycle lock (Spark's staging and marts are derived from them: a restore drops them and the next
+  build makes them again). A lake in an object store (s3://, gs://, ...) is refused: the store's
+  versioning protects it (docs/spark.md#backups);
 - `dlt/pipelines/...`: dlt's pipelines directory (DLT_DATA_DIR/pipelines), whose state matches
   raw._dlt_pipeline_state in the same archive;
 - `run/...`: the run directory's state (last_success, alert_state*, coincap_quota.json; not the
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("coincap_elt")
 
 ARCHIVE_PATTERN = re.compile(
-    r"^coincap-(?P<engine>duckdb|postgres)-(?P<stamp>\d{8}T\d{6}Z)(?P<suffix>-[a-z0-9-]+)?"
+    r"^coincap-(?P<engine>duckdb|postgres|spark)-(?P<stamp>\d{8}T\d{6}Z)(?P<suffix>-[a-z0-9-]+)?"
     r"\.tar\.gz$"
 )
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -61,6 +65,9 @@ FORMAT = 1
 SCHEMAS = ("raw", "staging", "marts", "ops")
 WAREHOUSE_MEMBER = {"duckdb": "warehouse/warehouse.duckdb", "postgres": "warehouse/warehouse.dump"}
 METABASE_MEMBER = "metabase/metabase.dump"
+LAKE_PREFIX = (
+    "lake"  # spark: the lake's dataset folders (ingest/lake.py's DATASETS) as dlt wrote them
+)
 DLT_PREFIX = "dlt/pipelines"
 RUN_PREFIX = "run"
 # the run directory's state: the heartbeat, the alert states, CoinCap's quota (never the lock)
@@ -269,11 +276,13 @@ def create_backup(
     path. `locked`: the caller already holds the cycle lock (the restore's safety backup).
     Raises BackupError (one line); a failed backup leaves no file behind."""
     backup_dir = settings.backup_dir
+    engine = settings.warehouse.engine
+    if engine == "spark":
+        local_lake(settings.warehouse.raw_bucket_url, "backup")  # refuses an object store
     try:
         backup_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BackupError(f"BACKUP_DIR {backup_dir} cannot be created ({exc.strerror})") from exc
-    engine = settings.warehouse.engine
     _remove_leftovers(backup_dir)
     staging = Path(tempfile.mkdtemp(prefix=".coincap-backup-", dir=backup_dir))
     try:
@@ -338,6 +347,21 @@ def _take_snapshot(
     hashes, the seconds the lock was held and what goes into the manifest besides."""
     from ingest.cycle import cycle_lock
 
+    if settings.warehouse.engine == "spark":
+        lake = local_lake(settings.warehouse.raw_bucket_url, "backup")
+        with _held_lock(settings, locked, cycle_lock) as clock:
+            created_at = datetime.now(UTC).replace(microsecond=0)
+            copied = copy_lake(lake, staging / LAKE_PREFIX)
+            _copy_state(settings, staging)
+            held = clock()
+        _log_held(held, locked)
+        if not copied:
+            raise BackupError(
+                f"the lake {lake} (RAW_BUCKET_URL) has no raw files yet; run a cycle first "
+                "(coincap-elt run) or point RAW_BUCKET_URL at the lake"
+            )
+        tables = lake_file_tables(staging / LAKE_PREFIX)
+        return created_at, tables, held, {"lake": settings.warehouse.raw_bucket_url}
     if settings.warehouse.engine == "duckdb":
         target = staging / WAREHOUSE_MEMBER["duckdb"]
         with _held_lock(settings, locked, cycle_lock) as clock:
@@ -471,6 +495,90 @@ def postgres_tables(cursor: Any) -> dict[str, dict[str, Any]]:
             "hash": f"{int(digest) & (2**64 - 1):016x}",
         }
     return tables
+
+
+# ------------------------------------------------------------------ Spark's lake
+def local_lake(url: str, command: str) -> Path:
+    """The lake's folder when RAW_BUCKET_URL is a local one (file://); else BackupError: a lake
+    in an object store is protected by the store, not by an archive on one disk."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return Path(unquote(parts.path))
+    where = f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else url
+    raise BackupError(
+        f"RAW_BUCKET_URL is in an object store ({where}/...): coincap-elt {command} handles a "
+        "local lake only; the store protects the lake (versioning, object lock, replication: "
+        "docs/spark.md#backups) and Spark's marts are rebuilt from it"
+    )
+
+
+def copy_lake(lake: Path, target: Path) -> list[str]:
+    """The lake's dataset folders (raw, ops), every file as dlt wrote it; returns those copied.
+    Hard links where `target` is on the lake's file system (a quarter of a copy's time under the
+    cycle lock: dlt writes new files and deletes old ones, and a link keeps a deleted file's
+    content; a file rewritten in place later, by a retried load job, would make the archive fail
+    its own verification, never hold a wrong file), copies elsewhere."""
+    from ingest.lake import DATASETS
+
+    copied = []
+    for dataset in DATASETS:
+        if (lake / dataset).is_dir():
+            shutil.copytree(
+                lake / dataset, target / dataset, symlinks=False, copy_function=_link_or_copy
+            )
+            copied.append(dataset)
+    return copied
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed there
+        shutil.copy2(source, target)
+
+
+def lake_file_tables(root: Path) -> dict[str, dict[str, Any]]:
+    """Per table folder of the lake's datasets (dlt's own `_dlt_*` ones included): its row count,
+    read from the files (Parquet's footer, JSON lines counted), and a hash over its files' names
+    and contents. Raises BackupError for a file that is not what its name says."""
+    from ingest.lake import DATASETS
+
+    tables = {}
+    for dataset in DATASETS:
+        folder = root / dataset
+        if not folder.is_dir():
+            continue
+        for table in sorted(p for p in folder.iterdir() if p.is_dir()):
+            rows, digest = 0, hashlib.sha256()
+            for path in sorted(p for p in table.rglob("*") if p.is_file()):
+                rows += _file_rows(path)
+                with open(path, "rb") as handle:
+                    content, _ = _sha256(handle)
+                digest.update(f"{path.relative_to(table).as_posix()}\t{content}\n".encode())
+            tables[f"{dataset}.{table.name}"] = {"rows": rows, "hash": digest.hexdigest()[:16]}
+    return tables
+
+
+def _file_rows(path: Path) -> int:
+    """The rows of one of dlt's files: Parquet's footer says it; JSON lines are counted."""
+    try:
+        if path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return int(pq.read_metadata(path).num_rows)
+        if path.name.endswith(".jsonl.gz"):
+            with gzip.open(path, "rb") as handle:
+                return sum(1 for line in handle if line.strip())
+        if path.name.endswith(".jsonl"):
+            with open(path, "rb") as handle:
+                return sum(1 for line in handle if line.strip())
+    except Exception as exc:  # noqa: BLE001 - pyarrow's and gzip's errors alike
+        raise BackupError(
+            f"the lake file {path} cannot be read ({type(exc).__name__}: {first_line(exc)})"
+        ) from exc
+    return 0
 
 
 def fingerprint(tables: dict[str, dict[str, Any]]) -> str:
@@ -740,6 +848,8 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
     from ingest.cycle import cycle_lock
 
     path = Path(path).resolve()
+    if settings.warehouse.engine == "spark":
+        local_lake(settings.warehouse.raw_bucket_url, "restore")  # refuses an object store
     problem = verify(path)
     if problem:
         raise BackupError(f"{problem}; nothing was restored")
@@ -767,7 +877,7 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
         has_data = _warehouse_has_data(settings)
         if has_data and not _confirmed(settings, yes):
             raise BackupError(
-                f"the warehouse ({settings.warehouse.location}) has data and the restore would "
+                f"the warehouse ({_replaced(settings)}) has data and the restore would "
                 "replace it; run again with --yes (a safety backup is taken first)"
             )
         safety, note = _safety_backup(settings)
@@ -788,6 +898,8 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
                 tar.extractall(staging, filter="data")
             if engine == "duckdb":
                 _restore_duckdb(settings, staging / WAREHOUSE_MEMBER["duckdb"])
+            elif engine == "spark":
+                _restore_lake(settings, staging / LAKE_PREFIX)
             else:
                 warnings += _restore_postgres(settings, staging / WAREHOUSE_MEMBER["postgres"])
             _restore_state(settings, staging)
@@ -796,6 +908,8 @@ def restore_backup(settings: Settings, path: Path, yes: bool) -> RestoreReport:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         _compare(manifest["tables"], got, safety)
+        if engine == "spark":
+            warnings += _drop_spark_marts(settings)
         next_cycle = _next_cycle(settings, manifest)
     logger.info("restored %s", path.name)
     return RestoreReport(path, safety, len(got), next_cycle, warnings)
@@ -807,10 +921,18 @@ def _confirmed(settings: Settings, yes: bool) -> bool:
     if not sys.stdin.isatty():
         return False
     answer = input(
-        f"Replace the warehouse {settings.warehouse.location}, dlt's state and the run state "
+        f"Replace the warehouse {_replaced(settings)}, dlt's state and the run state "
         "with the backup? [y/N] "
     )
     return answer.strip().lower() in ("y", "yes")
+
+
+def _replaced(settings: Settings) -> str:
+    """What a restore replaces, for the question and the refusal: on Spark, the lake's folder."""
+    if settings.warehouse.engine == "spark":
+        lake = local_lake(settings.warehouse.raw_bucket_url, "restore")
+        return f"the lake {lake} and Spark's staging and marts on {settings.warehouse.location}"
+    return settings.warehouse.location
 
 
 def _warehouse_has_data(settings: Settings) -> bool:
@@ -819,6 +941,11 @@ def _warehouse_has_data(settings: Settings) -> bool:
     if settings.warehouse.engine == "duckdb":
         path = settings.warehouse.duckdb_path
         return path.exists() and path.stat().st_size > 0
+    if settings.warehouse.engine == "spark":
+        from ingest.lake import DATASETS
+
+        lake = local_lake(settings.warehouse.raw_bucket_url, "restore")
+        return any(p.is_file() for d in DATASETS for p in (lake / d).rglob("*"))
     conn = _pg_connect(settings)
     try:
         with conn.cursor() as cursor:
@@ -853,6 +980,10 @@ def _safety_backup(settings: Settings) -> tuple[Path | None, str]:
             wal = duckdb_path.with_name(duckdb_path.name + ".wal")
             if wal.is_file():
                 shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+        if settings.warehouse.engine == "spark":
+            copy_lake(
+                local_lake(settings.warehouse.raw_bucket_url, "restore"), staging / LAKE_PREFIX
+            )
         _copy_state(settings, staging)
         if not any(p.is_file() for p in staging.rglob("*")):
             return None, f"the current warehouse could not be backed up: {reason}"
@@ -885,6 +1016,47 @@ def _restore_duckdb(settings: Settings, source: Path) -> None:
         _fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _restore_lake(settings: Settings, source: Path) -> None:
+    """Each dataset folder of the lake replaced by the archive's: copied beside it first (the
+    same file system), then swapped in by two renames; a dataset the archive lacks is removed."""
+    from ingest.lake import DATASETS
+
+    lake = local_lake(settings.warehouse.raw_bucket_url, "restore")
+    lake.mkdir(parents=True, exist_ok=True)
+    for dataset in DATASETS:
+        current, incoming = lake / dataset, lake / f".{dataset}.restoring"
+        old = lake / f".{dataset}.pre-restore"
+        shutil.rmtree(incoming, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        if (source / dataset).is_dir():
+            shutil.copytree(source / dataset, incoming)
+        if current.exists():
+            current.rename(old)
+        if incoming.exists():
+            incoming.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(lake)
+
+
+def _drop_spark_marts(settings: Settings) -> list[str]:
+    """Spark's staging and marts dropped (derived from raw, which is older now): the next build
+    makes every mart again from the restored raw. The mark is written first, so when Spark is
+    unreachable (or the restore is killed here) the next cycle's build drops them instead."""
+    from ingest.lake import DERIVED_DATABASES, drop_derived, mark_rebuild
+    from ingest.warehouse import WarehouseError
+
+    mark_rebuild(settings.run_dir)
+    try:
+        drop_derived(settings.warehouse, settings.run_dir)
+    except WarehouseError as exc:
+        return [
+            f"Spark's {' and '.join(DERIVED_DATABASES)} could not be dropped now ({exc}); the "
+            "next cycle drops them before its build and makes every mart again from the "
+            "restored raw"
+        ]
+    return []
 
 
 def _restore_postgres(settings: Settings, dump: Path) -> list[str]:
@@ -1018,6 +1190,8 @@ def _restore_metabase(settings: Settings, staging: Path, manifest: dict[str, Any
 def _current_tables(settings: Settings) -> dict[str, dict[str, Any]]:
     if settings.warehouse.engine == "duckdb":
         return duckdb_tables(settings.warehouse.duckdb_path)
+    if settings.warehouse.engine == "spark":
+        return lake_file_tables(local_lake(settings.warehouse.raw_bucket_url, "restore"))
     conn = _pg_connect(settings)
     try:
         conn.set_session(readonly=True)
@@ -1047,6 +1221,15 @@ def _compare(
 def _next_cycle(settings: Settings, manifest: dict[str, Any]) -> str:
     """What the next cycle does: it asks CoinCap's history for the slots since the series'
     newest point (the ingest's history planning, from dlt's marks and the mart)."""
+    if settings.warehouse.engine == "spark":
+        return (
+            "next cycle: it builds staging and every mart again from the restored raw files, "
+            "and asks CoinCap's 5-minute history for the slots since the "
+            f"backup ({manifest['created_at']}) where CoinCap still has them; at most "
+            f"COINCAP_MAX_HISTORY_REQUESTS={settings.max_history_requests} requests a cycle, the "
+            "rest in the following cycles; slots CoinCap no longer has become known holes "
+            "(marts.fct_asset_price_gaps)"
+        )
     newest = None
     with contextlib.suppress(Exception):
         with settings.warehouse.reader("coincap-elt restore") as query:

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "backup",
         help="one consistent archive of the warehouse, dlt's state and the run state",
         description="Writes coincap-<engine>-<UTC time>.tar.gz into BACKUP_DIR: the warehouse "
-        "(DuckDB: a copy; PostgreSQL: pg_dump of raw, staging, marts and ops), dlt's pipelines "
+        "(DuckDB: a copy; PostgreSQL: pg_dump of raw, staging, marts and ops; Spark: the local "
+        "lake's raw and ops files, an object-store lake is refused), dlt's pipelines "
         "directory, the run directory's state and, when METABASE_APP_DB_NAME is set, Metabase's "
         "application database, with a manifest (version, engine, time, size, row counts, "
         "fingerprint). Holds the cycle lock only while it copies. Then deletes the archives "
@@ -124,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Verifies the archive first (a truncated or altered one is refused, nothing "
         "changed), then under the cycle lock: asks before replacing a warehouse that has data "
         "(without a terminal, --yes is required), takes a safety backup of the current state "
-        "(name ending -pre-restore), restores the warehouse, dlt's state, the run state and "
-        "Metabase's application database when the archive holds it (stop the metabase "
+        "(name ending -pre-restore), restores the warehouse (Spark: the lake's files, then "
+        "staging and marts dropped for the next build to make again), dlt's state, the run "
+        "state and Metabase's application database when the archive holds it (stop the metabase "
         "service first), and checks row counts and fingerprint against the manifest. The next "
         "cycle fills the gap since the backup from CoinCap's history. Exit 0 done; 1 with one "
         "`error:` line.",

@@ -13,13 +13,21 @@ files only.
 from __future__ import annotations
 
 import logging
+import os
 import re
+from pathlib import Path
 
 from ingest.warehouse import Query, Warehouse, WarehouseError
 
 logger = logging.getLogger(__name__)
 
 DATASETS = ("raw", "ops")
+# what dbt builds in Spark's own warehouse, all of it derived from the lake's files: dropped after
+# a restore so the next build makes every mart again from the restored raw (docs/spark.md#backups)
+DERIVED_DATABASES = ("staging", "marts")
+# in COINCAP_RUN_DIR: a restore put older raw files back but could not drop those databases (Spark
+# was unreachable); the next build drops them first
+REBUILD_MARKER = "spark_rebuild_pending"
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -69,4 +77,58 @@ def register_tables(
     return registered
 
 
-__all__ = ["DATASETS", "WarehouseError", "lake_tables", "register_tables"]
+def mark_rebuild(run_dir: Path) -> None:
+    """Records that staging and marts must be dropped before the next build (written before the
+    restore tries to drop them: a restore killed meanwhile still leaves the mark)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{REBUILD_MARKER}.tmp"
+    tmp.write_text("staging and marts are older than the restored raw files: drop them\n")
+    os.replace(tmp, run_dir / REBUILD_MARKER)
+
+
+def rebuild_pending(run_dir: Path) -> bool:
+    return (run_dir / REBUILD_MARKER).is_file()
+
+
+def drop_derived(warehouse: Warehouse, run_dir: Path, query: Query | None = None) -> list[str]:
+    """Drops Spark's staging and marts databases (their tables' files go with them; the lake's
+    files are never touched), then the rebuild mark. Returns the databases dropped. Raises
+    WarehouseError when Spark is unreachable (the mark stays)."""
+    if query is None:
+        with warehouse.spark_session() as session:
+            return drop_derived(warehouse, run_dir, session)
+    for database in DERIVED_DATABASES:
+        query(f"drop database if exists {database} cascade")
+    (run_dir / REBUILD_MARKER).unlink(missing_ok=True)
+    logger.info(
+        "dropped Spark's %s: the build makes them again from raw", ", ".join(DERIVED_DATABASES)
+    )
+    return list(DERIVED_DATABASES)
+
+
+def prepare_build(warehouse: Warehouse, run_dir: Path) -> list[str]:
+    """Before each build on Spark: staging and marts dropped when a restore left the mark, then
+    every lake table registered again. Returns the registered `dataset.table` names. Raises
+    WarehouseError when Spark is unreachable or refuses a statement."""
+    with warehouse.spark_session() as query:
+        if rebuild_pending(run_dir):
+            logger.warning(
+                "a restore put older raw files back while Spark was unreachable: dropping "
+                "staging and marts, this build makes every mart again from raw"
+            )
+            drop_derived(warehouse, run_dir, query)
+        return register_tables(warehouse, query)
+
+
+__all__ = [
+    "DATASETS",
+    "DERIVED_DATABASES",
+    "REBUILD_MARKER",
+    "WarehouseError",
+    "drop_derived",
+    "lake_tables",
+    "mark_rebuild",
+    "prepare_build",
+    "rebuild_pending",
+    "register_tables",
+]

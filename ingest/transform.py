@@ -78,11 +78,11 @@ def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOut
 
     outcome = DbtOutcome()
     if settings.warehouse.engine == "spark":
-        from ingest.lake import register_tables
+        from ingest.lake import prepare_build
         from ingest.warehouse import WarehouseError
 
         try:  # Spark sees dlt's new files (and new columns) through these tables
-            register_tables(settings.warehouse)
+            prepare_build(settings.warehouse, settings.run_dir)
         except WarehouseError as exc:
             outcome.build_error = str(exc)
             return outcome

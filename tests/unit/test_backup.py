@@ -404,3 +404,132 @@ def test_confirmation(tmp_path: Path, monkeypatch, tty: bool, answer: str, yes: 
     assert bool(asked) == (tty and not yes)
     if asked:
         assert asked[0].endswith("[y/N] ")
+
+
+# ------------------------------------------------------------------ Spark's lake (no Spark needed)
+def _write_lake(lake: Path) -> None:
+    """A lake as dlt's filesystem destination leaves it: Parquet per table and load, its own
+    tables as JSON lines, an `init` marker beside them."""
+    import gzip as gz
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assets = lake / "raw" / "assets"
+    assets.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["bitcoin", "ethereum", "cosmos"]}), assets / "1.0a.parquet")
+    pq.write_table(pa.table({"id": ["bitcoin", "ethereum"]}), assets / "2.0b.parquet")
+    (lake / "raw" / "init").write_text("")
+    loads = lake / "raw" / "_dlt_loads"
+    loads.mkdir()
+    (loads / "coincap__1.jsonl").write_text('{"load_id": "1"}\n{"load_id": "2"}\n')
+    baseline = lake / "ops" / "schema_baseline"
+    baseline.mkdir(parents=True)
+    with gz.open(baseline / "1.0c.jsonl.gz", "wt") as handle:
+        handle.write('{"field": "priceUsd"}\n')
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIAEXAMPLE:s3cr3t@coincap-lake/raw",
+        "gs://coincap-lake",
+        "az://container/lake",
+        "abfss://lake@account.dfs.core.windows.net/coincap",
+    ],
+)
+def test_an_object_store_lake_is_refused_in_one_line(url: str) -> None:
+    from ingest.backup import local_lake
+
+    with pytest.raises(BackupError) as raised:
+        local_lake(url, "backup")
+    message = str(raised.value)
+    assert message.startswith("RAW_BUCKET_URL is in an object store (")
+    assert "docs/spark.md#backups" in message and "\n" not in message
+    assert "s3cr3t" not in message and "AKIAEXAMPLE" not in message
+
+
+def test_a_local_lake_is_its_folder(tmp_path: Path) -> None:
+    from ingest.backup import local_lake
+
+    settings = _settings(tmp_path, WAREHOUSE="spark", RAW_BUCKET_URL=str(tmp_path / "my lake"))
+    assert local_lake(settings.warehouse.raw_bucket_url, "backup") == tmp_path / "my lake"
+    assert local_lake("file:///srv/lake", "backup") == Path("/srv/lake")
+
+
+def test_lake_tables_count_rows_from_the_files_footers(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ingest.backup import lake_file_tables
+
+    _write_lake(tmp_path)
+    tables = lake_file_tables(tmp_path)
+    assert {name: t["rows"] for name, t in tables.items()} == {
+        "raw.assets": 5,
+        "raw._dlt_loads": 2,
+        "ops.schema_baseline": 1,
+    }
+    # the hash follows the files: same rows in another file is another hash
+    before = tables["raw.assets"]["hash"]
+    pq.write_table(pa.table({"id": ["bitcoin", "ethereum"]}), tmp_path / "raw/assets/2.0b.parquet")
+    assert lake_file_tables(tmp_path)["raw.assets"]["hash"] == before  # the same bytes again
+    (tmp_path / "raw/assets/2.0b.parquet").rename(tmp_path / "raw/assets/3.0b.parquet")
+    assert lake_file_tables(tmp_path)["raw.assets"]["hash"] != before
+    (tmp_path / "raw/assets/3.0b.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(BackupError, match=r"the lake file .*3\.0b\.parquet cannot be read"):
+        lake_file_tables(tmp_path)
+
+
+def test_spark_backup_refuses_an_object_store_and_writes_nothing(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, WAREHOUSE="spark", RAW_BUCKET_URL="s3://coincap-lake/prod")
+    with pytest.raises(BackupError, match="coincap-elt backup handles a local lake only"):
+        create_backup(settings)
+    assert not settings.backup_dir.exists()
+
+
+def test_spark_backup_of_a_local_lake_needs_no_spark(tmp_path: Path) -> None:
+    """The archive is the lake's files and the state: Spark is never asked (SPARK_PORT is
+    closed here), the row counts come from the files themselves."""
+    lake = tmp_path / "lake"
+    settings = _settings(
+        tmp_path,
+        WAREHOUSE="spark",
+        RAW_BUCKET_URL=str(lake),
+        SPARK_HOST="127.0.0.1",
+        SPARK_PORT="9",
+    )
+    settings.run_dir.mkdir()
+    with pytest.raises(BackupError, match="has no raw files yet; run a cycle first"):
+        create_backup(settings)
+    assert list(settings.backup_dir.iterdir()) == []
+    _write_lake(lake)
+    path = create_backup(settings)
+    assert path.name.startswith("coincap-spark-") and verify(path) is None
+    with tarfile.open(path) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["engine"] == "spark" and manifest["lake"] == lake.as_uri()
+    assert manifest["tables"]["raw.assets"]["rows"] == 5 and manifest["rows"] == 8
+    assert {
+        "lake/raw/assets/1.0a.parquet",
+        "lake/raw/init",
+        "lake/raw/_dlt_loads/coincap__1.jsonl",
+        "lake/ops/schema_baseline/1.0c.jsonl.gz",
+    } <= set(manifest["members"])
+
+
+def test_a_lake_that_cannot_be_read_still_gets_a_partial_safety_copy(tmp_path: Path) -> None:
+    """Before a restore replaces a damaged lake, its files are kept as they are."""
+    from ingest.backup import _safety_backup, read_manifest
+
+    lake = tmp_path / "lake"
+    settings = _settings(tmp_path, WAREHOUSE="spark", RAW_BUCKET_URL=str(lake))
+    _write_lake(lake)
+    (lake / "raw/assets/2.0b.parquet").write_bytes(b"PAR1 cut short")
+    settings.backup_dir.mkdir()
+    path, note = _safety_backup(settings)
+    assert path is not None and path.name.endswith("-pre-restore.tar.gz"), note
+    assert "could not be backed up" in note and "partial safety copy" in note
+    manifest = read_manifest(path)
+    assert manifest["partial"] and "2.0b.parquet cannot be read" in manifest["partial"]
+    assert "lake/raw/assets/2.0b.parquet" in manifest["members"]

@@ -1,7 +1,8 @@
 """ingest/lake.py and the warehouse's Spark helpers in-process: which folders dlt wrote become
 tables (a temporary folder with the file names dlt's filesystem destination writes), the
 statements that register them (a recording query: no Spark), and the portable table listing
-(a real in-memory DuckDB; Spark's SHOW answers recorded)."""
+(a real in-memory DuckDB; Spark's SHOW answers recorded); the rebuild mark a restore leaves when
+it cannot drop staging and marts, and what the next build does with it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import duckdb
 import pytest
 
 from ingest.config import warehouse_from
-from ingest.lake import lake_tables, register_tables
+from ingest.lake import (
+    DERIVED_DATABASES,
+    REBUILD_MARKER,
+    drop_derived,
+    lake_tables,
+    mark_rebuild,
+    rebuild_pending,
+    register_tables,
+)
 from ingest.warehouse import Warehouse, _spark_params, _spark_value
 
 
@@ -173,3 +182,29 @@ def test_spark_timestamps_come_back_in_utc_like_the_other_engines(
     assert result == expected
     if isinstance(expected, datetime):
         assert result.tzinfo is not None
+
+
+def test_the_mark_is_kept_until_the_drop_succeeds(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert not rebuild_pending(run_dir)
+    mark_rebuild(run_dir)
+    assert rebuild_pending(run_dir) and [p.name for p in run_dir.iterdir()] == [REBUILD_MARKER]
+    warehouse = warehouse_from({"WAREHOUSE": "spark", "RAW_BUCKET_URL": str(tmp_path / "lake")})
+
+    def failing(sql: str, *params: object) -> list:
+        raise RuntimeError("Spark went away")
+
+    try:
+        drop_derived(warehouse, run_dir, failing)
+    except RuntimeError:
+        pass
+    assert rebuild_pending(run_dir)  # still owed
+
+    statements: list[str] = []
+    dropped = drop_derived(warehouse, run_dir, lambda sql, *p: statements.append(sql) or [])
+    assert dropped == list(DERIVED_DATABASES) == ["staging", "marts"]
+    assert statements == [
+        "drop database if exists staging cascade",
+        "drop database if exists marts cascade",
+    ]
+    assert not rebuild_pending(run_dir)
