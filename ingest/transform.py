@@ -84,6 +84,7 @@ def run_dbt_steps(settings: Settings, select: list[str] | None = None) -> DbtOut
         try:  # Spark sees dlt's new files (and new columns) through these tables
             prepare_build(settings.warehouse, settings.run_dir)
         except WarehouseError as exc:
+            logger.info("error: %s", exc)
             outcome.build_error = str(exc)
             return outcome
     args = project_args(settings.warehouse, settings.price_move_alert_pct)

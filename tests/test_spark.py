@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -120,14 +121,23 @@ def twins(spark_cluster, fake, tmp_path_factory):
     duck = Installation.create("duckdb", tmp / "duckdb", fake=fake, asset_ids=ASSETS)
     spark = Installation.create("spark", tmp / "spark", spark_cluster, fake=fake, asset_ids=ASSETS)
     duck.owned = spark.owned = False  # the module's fake outlives them; dropped below
-    steps = [(0, {}), (FIVE_MINUTES, ODD_SNAPSHOT), (0, ODD_SNAPSHOT), (6 * FIVE_MINUTES, {})]
+    # (CoinCap's clock moved by, odd values, a field CoinCap starts sending)
+    steps = [
+        (0, {}, {}),
+        (FIVE_MINUTES, ODD_SNAPSHOT, {"chain": "main"}),
+        (0, ODD_SNAPSHOT, {"chain": "main"}),
+        (6 * FIVE_MINUTES, {}, {"chain": "main"}),
+    ]
     results: dict[str, list] = {"duckdb": [], "spark": []}
-    for advance, overrides in steps:
+    for advance, overrides, extra in steps:
         fake.advance(advance)
-        fake.snapshot_overrides = overrides
-        for inst in (duck, spark):
-            results[inst.engine].append(inst.cycle(timeout=600))
-    fake.snapshot_overrides = {}
+        fake.snapshot_overrides, fake.extra_fields = overrides, extra
+        # both engines at once: the same answers (the fake's clock stands still meanwhile)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            cycles = {i.engine: pool.submit(i.cycle, timeout=600) for i in (duck, spark)}
+        for engine, cycle in cycles.items():
+            results[engine].append(cycle.result())
+    fake.snapshot_overrides, fake.extra_fields = {}, {}
     yield duck, spark, results
     spark.warehouse.drop()
     duck.warehouse.drop()
@@ -175,9 +185,10 @@ def test_every_mart_on_spark_equals_duckdb(twins):
 def test_odd_numbers_land_exact_and_bad_ones_are_held_back_on_spark(twins):
     _, spark, _ = twins
     wh = spark.warehouse
+    # the snapshot of step 2 (and its rerun): "1.58e-05" and "1.6E-5" as CoinCap printed them
     dogecoin = wh.query(
         "select price_usd, vwap_24h from marts.fct_asset_prices "
-        "where asset_id = 'dogecoin' order by observed_at desc limit 1"
+        "where asset_id = 'dogecoin' and price_usd < 0.001"
     )
     assert dogecoin == [(Decimal("0.0000158"), Decimal("0.000016"))], dogecoin
     held = dict(wh.query("select asset_id, rejection_reason from marts.fct_rejected_asset_prices"))
@@ -214,6 +225,38 @@ def test_the_thirty_minute_gap_is_filled_from_history_on_spark(twins):
         )
     )
     assert sources.get("history"), f"no slot of the last 30 minutes came from history: {sources}"
+
+
+def test_drift_and_data_quality_warn_on_spark_as_on_duckdb(twins):
+    """Step 2: CoinCap starts sending `chain` (schema drift) and dogecoin's price falls from about
+    0.27 to 0.0000158 (a move above PRICE_MOVE_ALERT_PCT): the same warnings on both engines,
+    once for the drift (not again in step 3), every cycle exit 0."""
+    _, _, results = twins
+    for engine, runs in results.items():
+        drift = [r.lines_with("warning:", "schema drift") for r in runs]
+        assert [len(lines) for lines in drift] == [0, 1, 0, 0], (engine, drift)
+        assert "`chain`" in drift[1][0] and "is new" in drift[1][0], (engine, drift[1])
+        moves = runs[1].lines_with("warning: data quality:", "dogecoin")
+        assert moves, (engine, runs[1].describe())
+
+
+def test_the_operator_commands_work_on_spark(twins):
+    _, spark, _ = twins
+    status = spark.command("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "spark" in status.stdout.lower() and "dogecoin" in status.stdout, status.stdout
+    doctor = spark.command("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "Thrift Server" in doctor.stdout + doctor.stderr, doctor.stdout + doctor.stderr
+    history_rows = spark.warehouse.count("raw.asset_history")
+    backfill = spark.command("backfill", "--days", "2", "--yes", timeout=600)
+    assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+    assert "error:" not in backfill.stdout + backfill.stderr
+    # the backfill's history is in the lake: Spark sees it once the tables are registered again
+    from ingest.lake import register_tables
+
+    register_tables(spark.warehouse.product)
+    assert spark.warehouse.count("raw.asset_history") > history_rows
 
 
 # --------------------------------------------------------------------------- drills
@@ -264,7 +307,7 @@ def test_the_thrift_server_away_for_a_cycle_fails_it_clearly_and_loses_nothing(
     away = inst.cycle(SPARK_PORT="1")  # nothing listens there: the warehouse is away
     assert away.returncode != 0, away.describe()
     errors = away.lines_with("error:")
-    assert errors and any("SPARK_HOST" in line or "Spark" in line for line in errors), (
+    assert any("Spark Thrift Server" in line and "SPARK_HOST" in line for line in errors), (
         away.describe()
     )
     assert inst.warehouse.count("marts.fct_asset_prices") == before  # left as it was
