@@ -18,14 +18,19 @@ warehouses and the cycles' environment are devkit/installation.py's, as in the t
    marts, beside the same answers from one unkeyed, unindexed table of all snapshots;
 4. backup and restore: `coincap-elt backup` of a warehouse of 10 assets x 365 days on each
    engine (wall time, archive size, how long the cycle lock was held), then `coincap-elt
-   restore` over it (safety backup included) and into a fresh installation.
+   restore` over it (safety backup included) and into a fresh installation;
+5. only with `--only spark`: DuckDB, PostgreSQL and a local Spark cluster (devkit/spark_cluster.py,
+   started and stopped here) side by side: the cold cycle of a fresh installation, the steady
+   cycle and two dashboard queries through the package's reader, into the page's own
+   `bench:spark` block.
 
 What is measured goes through the project's own code; what is only set-up is done directly: one
 real cycle (which sets dlt's history mark), then the older history and snapshots are inserted
 straight into `raw` with SQL, and one `dbt run` builds the marts from them.
 
-docs/benchmarks.md keeps everything outside its generated block (between the `bench:begin` and
-`bench:end` markers): the notes and the before/after records are written by hand.
+docs/benchmarks.md keeps everything outside its generated blocks (between the `bench:begin` and
+`bench:end` markers, and `bench:spark:begin` and `bench:spark:end` for 5): the notes and the
+before/after records are written by hand.
 """
 
 from __future__ import annotations
