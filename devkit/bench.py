@@ -18,14 +18,19 @@ warehouses and the cycles' environment are devkit/installation.py's, as in the t
    marts, beside the same answers from one unkeyed, unindexed table of all snapshots;
 4. backup and restore: `coincap-elt backup` of a warehouse of 10 assets x 365 days on each
    engine (wall time, archive size, how long the cycle lock was held), then `coincap-elt
-   restore` over it (safety backup included) and into a fresh installation.
+   restore` over it (safety backup included) and into a fresh installation;
+5. only with `--only spark`: DuckDB, PostgreSQL and a local Spark cluster (devkit/spark_cluster.py,
+   started and stopped here) side by side: the cold cycle of a fresh installation, the steady
+   cycle and two dashboard queries through the package's reader, into the page's own
+   `bench:spark` block.
 
 What is measured goes through the project's own code; what is only set-up is done directly: one
 real cycle (which sets dlt's history mark), then the older history and snapshots are inserted
 straight into `raw` with SQL, and one `dbt run` builds the marts from them.
 
-docs/benchmarks.md keeps everything outside its generated block (between the `bench:begin` and
-`bench:end` markers): the notes and the before/after records are written by hand.
+docs/benchmarks.md keeps everything outside its generated blocks (between the `bench:begin` and
+`bench:end` markers, and `bench:spark:begin` and `bench:spark:end` for 5): the notes and the
+before/after records are written by hand.
 """
 
 from __future__ import annotations
@@ -508,6 +513,193 @@ def backup_scenario(
     }
     log(f"{name}: {result}")
     return result
+
+
+# --------------------------------------------------------------------------- 5. spark
+SPARK_BEGIN, SPARK_END = "<!-- bench:spark:begin -->", "<!-- bench:spark:end -->"
+# An analyst's dashboard, in SQL every engine takes: one asset's last 24 hours of the
+# continuous 5-minute series, and the assets' latest figures (dim_assets: a row per asset)
+SPARK_QUERIES = {
+    "price history, 1 asset, 24 h": (
+        "select price_at, price_usd, source from marts.fct_asset_price_history "
+        "where asset_id = %s and price_at >= %s order by price_at",
+        "bitcoin",
+    ),
+    "latest per asset (dim_assets)": (
+        "select asset_id, symbol, name, rank, latest_price_usd, latest_market_cap_usd, "
+        "last_observed_at from marts.dim_assets order by latest_market_cap_usd desc, asset_id",
+        None,
+    ),
+}
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """The peak resident set (VmHWM) of a process and the processes of its group, in MB."""
+    try:
+        group = subprocess.run(
+            ["ps", "-o", "pid=", "-g", str(pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+    except OSError:
+        return None
+    total_kb = 0
+    for member in {int(p) for p in group} | {pid}:
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024 if total_kb else None
+
+
+def spark_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("pyspark", "dbt-spark", "dbt-core", "duckdb", "dlt"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    from devkit.spark_cluster import java_home
+
+    java = subprocess.run(
+        [str(Path(java_home() or "/usr") / "bin" / "java"), "-version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out["java"] = (java.stderr.splitlines() or ["unknown"])[0]
+    return out
+
+
+def spark_beside(size: Size, workdir: Path, pg_admin: dict[str, str]) -> dict[str, Any]:
+    """DuckDB, PostgreSQL and Spark (a local cluster started here) in one run: the cold cycle
+    (the first `scripts/run_pipeline.sh` of a fresh installation: the package's 10 default
+    assets, COINCAP_BACKFILL_DAYS=1), the steady cycle (size.runs following cycles, CoinCap's
+    clock 5 minutes on each time) and an analyst's dashboard queries through the package's
+    reader (median of size.runs after a warm-up run)."""
+    from devkit import spark_cluster
+
+    reason = spark_cluster.missing()
+    if reason:
+        raise SystemExit(f"error: --only spark: {reason}")
+    out: dict[str, Any] = {"engines": [], "versions": spark_versions(), "cluster": {}}
+    cluster = spark_cluster.SparkCluster(workdir / "spark-cluster")
+    try:
+        log("spark: starting a local cluster (master, worker, Thrift Server)")
+        started = time.perf_counter()
+        cluster.start()
+        out["cluster"]["start_seconds"] = time.perf_counter() - started
+        log(f"spark: cluster up in {out['cluster']['start_seconds']:.1f} s")
+        servers = {"duckdb": None, "postgres": pg_admin, "spark": cluster.env()}
+        for engine, server_env in servers.items():
+            tmp = workdir / f"spark_beside_{engine}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "run").mkdir(parents=True)
+            log_path = tmp / "bench.log"
+            now_ms = (int(time.time() * 1000) // FIVE_MIN_MS - size.runs - 1) * FIVE_MIN_MS + 7_000
+            fake = CachedFake(api_key=API_KEY, timestamp_ms=now_ms, prices_follow_clock=True)
+            settings = {"TZ": "UTC", "PYTHON": sys.executable, "COINCAP_BACKFILL_DAYS": "1"}
+            with Installation.create(engine, tmp, server_env, fake=fake, settings=settings) as inst:
+                env = inst.env()
+                cycle = ["bash", "scripts/run_pipeline.sh"]
+                cold = check(run_measured(cycle, env, log_path), f"{engine} cold cycle", log_path)
+                log(f"spark: {engine} cold cycle {cold.seconds:.1f} s, peak {cold.peak_mb:.0f} MB")
+                steady = []
+                for _ in range(size.runs):
+                    fake.advance(FIVE_MIN_MS)
+                    steady.append(
+                        check(run_measured(cycle, env, log_path), f"{engine} cycle", log_path)
+                    )
+                    log(f"spark: {engine} cycle {steady[-1].seconds:.1f} s")
+                since = datetime.fromtimestamp(fake.now_ms / 1000 - DAY_MS / 1000, UTC)
+                queries = {}
+                with inst.warehouse.product.reader("bench") as query:
+                    for name, (sql, asset) in SPARK_QUERIES.items():
+                        params = (asset, since) if asset else ()
+                        times, rows = [], 0
+                        for _ in range(size.runs + 1):  # the first run warms up
+                            began = time.perf_counter()
+                            rows = len(query(sql, *params))
+                            times.append((time.perf_counter() - began) * 1000)
+                        queries[name] = {"ms": median(times[1:]), "rows": rows}
+                        log(f"spark: {engine} {name}: {median(times[1:]):.1f} ms, {rows} rows")
+            out["engines"].append(
+                {
+                    "engine": engine,
+                    "cold_seconds": cold.seconds,
+                    "cold_peak_mb": cold.peak_mb,
+                    "steady_seconds": [m.seconds for m in steady],
+                    "steady_median": median([m.seconds for m in steady]),
+                    "steady_max": max(m.seconds for m in steady),
+                    "steady_peak_mb": max(m.peak_mb for m in steady),
+                    "queries": queries,
+                }
+            )
+        out["cluster"]["jvm_peak_mb"] = {
+            name: _peak_rss_mb(pid) for name, pid in cluster.state.get("pids", {}).items()
+        }
+    finally:
+        cluster.stop()
+    return out
+
+
+def render_spark(results: dict[str, Any]) -> str:
+    m, s = results["machine"], results["spark"]
+    v, c = s["versions"], s["cluster"]
+    load = ", ".join(f"{x:.2f}" for x in results["loadavg_start"])
+    load_end = ", ".join(f"{x:.2f}" for x in results["loadavg_end"])
+    names = list(SPARK_QUERIES)
+    lines = [
+        SPARK_BEGIN,
+        "<!-- written by python -m devkit.bench --only spark; edit outside these markers -->",
+        "",
+        f"Run of {results['started_at']}, {results['seconds'] / 60:.1f} minutes: "
+        f"{m['cpus']} × {m['cpu_model']}, {m['memory_gib']} GiB, kernel {m['kernel']}; "
+        f"load average (1, 5, 15 min) {load} at the start, {load_end} at the end. "
+        f"Spark {v['pyspark']} (pyspark), dbt-spark {v['dbt-spark']}, dbt-core {v['dbt-core']}, "
+        f"{v['java']}; PostgreSQL {m['postgres']}, DuckDB {v['duckdb']}, dlt {v['dlt']}.",
+        "",
+        "| engine | cold cycle s | peak MB | steady cycle s, median | max | peak MB "
+        f"| {names[0]} ms | rows | {names[1]} ms | rows |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in s["engines"]:
+        q0, q1 = e["queries"][names[0]], e["queries"][names[1]]
+        lines.append(
+            f"| {e['engine']} | {e['cold_seconds']:.1f} | {e['cold_peak_mb']:.0f} | "
+            f"{e['steady_median']:.1f} | {e['steady_max']:.1f} | {e['steady_peak_mb']:.0f} | "
+            f"{q0['ms']:.1f} | {q0['rows']:,} | {q1['ms']:.1f} | {q1['rows']:,} |"
+        )
+    jvms = c.get("jvm_peak_mb") or {}
+    lines += [
+        "",
+        "Steady cycles (s, in order): "
+        + "; ".join(
+            f"{e['engine']} " + ", ".join(f"{x:.1f}" for x in e["steady_seconds"])
+            for e in s["engines"]
+        )
+        + ".",
+        f"The local Spark cluster started in {c['start_seconds']:.1f} s; its JVMs' peak resident "
+        "memory (VmHWM) over the run: "
+        + ", ".join(f"{k} {v_:.0f} MB" for k, v_ in jvms.items() if v_)
+        + (f" ({sum(v_ for v_ in jvms.values() if v_):,.0f} MB together)." if jvms else "."),
+        "",
+        SPARK_END,
+    ]
+    return "\n".join(lines)
+
+
+def write_spark_report(out: Path, results: dict[str, Any]) -> None:
+    block = render_spark(results)
+    text = out.read_text() if out.exists() else HEADER
+    if SPARK_BEGIN in text and SPARK_END in text:
+        before, rest = text.split(SPARK_BEGIN, 1)
+        text = before + block + rest.split(SPARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Spark beside DuckDB and PostgreSQL\n\n" + block + "\n"
+    out.write_text(text)
 
 
 # --------------------------------------------------------------------------- 2. backfill
@@ -998,9 +1190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["cycles", "backfill", "queries", "backup"],
+        choices=["cycles", "backfill", "queries", "backup", "spark"],
         action="append",
-        help="run only these parts (repeatable; queries need cycles)",
+        help="run only these parts (repeatable; queries need cycles; spark, only on request: "
+        "the cold and steady cycle and dashboard queries on DuckDB, PostgreSQL and a local "
+        "Spark cluster, into the page's Spark section)",
     )
     parser.add_argument(
         "--engines",
@@ -1043,6 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries": [],
         "query_runs": size.query_runs,
         "backup": [],
+        "spark": None,
     }
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -1073,14 +1268,19 @@ def main(argv: list[str] | None = None) -> int:
         if "backup" in parts:
             for engine in engines:
                 results["backup"].append(backup_scenario(engine, size, workdir, pg_admin))
+        if "spark" in parts:
+            results["spark"] = spark_beside(size, workdir, pg_admin)
     results["loadavg_end"] = list(os.getloadavg())
     results["seconds"] = time.perf_counter() - started
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
+    if results["spark"]:
+        write_spark_report(args.out, results)
+        log(f"wrote the Spark section of {args.out} in {results['seconds'] / 60:.1f} minutes")
     if results["cycles"] and results["backfill"] and results["queries"]:
         write_report(args.out, results)
         log(f"wrote {args.out} in {results['seconds'] / 60:.1f} minutes")
-    else:
+    elif not results["spark"]:
         log("partial run: report not written (use --json to keep the results)")
     return 0
 
