@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from devkit.installation import (  # noqa: F401 - the tests import these from here too
     API_KEY,
     COINCAP_ELT,
@@ -85,4 +87,13 @@ def daily_columns(wh: Warehouse) -> dict[str, str]:
         "low": one(r"low", "low"),
         "close": one(r"close", "close"),
         "count": one(r"(observation|count)", "observation count"),
+    }
+
+
+def unit_tests_defined() -> set[str]:
+    """The names of the unit tests the project's YAML files define."""
+    return {
+        test["name"]
+        for path in (REPO / "dbt_project" / "models").rglob("*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests") or []
     }

@@ -14,19 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle
+from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle, unit_tests_defined
 
 from devkit.fake_coincap import FakeCoinCap
-
-
-def unit_tests_defined() -> set[str]:
-    """The names of the unit tests the project's YAML files define."""
-    return {
-        test["name"]
-        for path in (REPO / "dbt_project" / "models").rglob("*.yml")
-        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests") or []
-    }
 
 
 def test_dbt_unit_tests_pass_and_the_cycle_leaves_them_out(
