@@ -12,7 +12,7 @@ dbt builds and the tables over those files (macros/lake.sql registers them each 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -289,7 +289,10 @@ class Warehouse:
                 f"the warehouse ({where}) could not be read: {_hive_message(exc)}"
             ) from exc
         finally:
-            conn.close()
+            # The statements are done: a session the server fails to close (Spark 4's Thrift
+            # Server without Hive's LLAP jars may, docs/spark.md) loses nothing
+            with suppress(TException, OSError, hive_errors.Error):
+                conn.close()
 
 
 def _spark_params(params: tuple[Any, ...]) -> tuple[Any, ...]:
