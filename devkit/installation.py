@@ -42,7 +42,10 @@ MARTS = ["fct_asset_prices", "dim_assets", "fct_asset_prices_daily"]
 class Warehouse:
     """A fresh, empty warehouse: a new DuckDB file in `workdir`, or a new database on the
     PostgreSQL server that `postgres` names (its POSTGRES_* variables; a role that may create
-    databases). `.env` holds the variables a cycle needs for it; `drop()` removes the database."""
+    databases), or on Spark (`postgres` then holds the Spark cluster's SPARK_HOST/SPARK_PORT:
+    devkit/spark_cluster.py) a lake folder in `workdir` and the cluster's catalogue, which holds
+    one warehouse at a time. `.env` holds the variables a cycle needs for it; `drop()` removes
+    the database (Spark: its schemas and the lake folder)."""
 
     def __init__(
         self,
@@ -63,6 +66,11 @@ class Warehouse:
             self.dbname = f"{prefix}_{uuid.uuid4().hex[:12]}"
             self.admin(f'create database "{self.dbname}"')
             self.env = {"WAREHOUSE": "postgres", **postgres, "POSTGRES_DB": self.dbname}
+        elif engine == "spark":
+            assert postgres is not None, "a Spark warehouse needs the cluster's SPARK_* env"
+            self.lake = self.workdir / f"{name}-lake"
+            self.env = {"WAREHOUSE": "spark", **postgres, "RAW_BUCKET_URL": str(self.lake)}
+            self.drop()  # the cluster's catalogue may hold an earlier test's schemas
         else:
             raise ValueError(engine)
 
@@ -109,6 +117,13 @@ class Warehouse:
         """The warehouse gone: the database dropped, or the DuckDB file (and its WAL) removed."""
         if self.engine == "postgres":
             self.admin(f'drop database if exists "{self.dbname}" with (force)')
+        elif self.engine == "spark":
+            import shutil
+
+            with self.product.spark_session() as session:
+                for schema in ("raw", "staging", "marts", "ops"):
+                    session(f"drop database if exists {schema} cascade")
+            shutil.rmtree(self.lake, ignore_errors=True)
         else:
             for path in (
                 self.duckdb_path,
@@ -161,6 +176,14 @@ class Warehouse:
 
     def columns(self, schema: str, table: str) -> dict[str, str]:
         """column name -> data type as the engine reports it (lower case)."""
+        if self.engine == "spark":
+            rows = self.query(f"describe table {schema}.{table}")
+            names = {}
+            for name, dtype, *_ in rows:
+                if not name or name.startswith("#"):
+                    break  # partition information and the like follow the columns
+                names[name] = dtype.lower()
+            return names
         rows = self.query(
             "select column_name, data_type from information_schema.columns "
             "where table_schema = ? and table_name = ? order by ordinal_position",
@@ -310,7 +333,7 @@ class Installation:
         database on the server `postgres` names) and a fake CoinCap (`fake`, else a default one),
         started here. close() stops the fake and drops the warehouse."""
         tmp.mkdir(parents=True, exist_ok=True)
-        wh = Warehouse(engine, tmp, postgres if engine == "postgres" else None)
+        wh = Warehouse(engine, tmp, postgres if engine in ("postgres", "spark") else None)
         try:
             if fake is None:
                 fake = FakeCoinCap(api_key=API_KEY)

@@ -23,6 +23,8 @@ from helpers import API_KEY, ENGINES, Warehouse, make_warehouse  # noqa: E402
 
 from devkit.fake_coincap import FakeCoinCap  # noqa: E402
 from devkit.postgres_cluster import PostgresCluster, server  # noqa: E402
+from devkit.spark_cluster import SparkCluster  # noqa: E402
+from devkit.spark_cluster import missing as spark_missing  # noqa: E402
 
 # The tests and everything they start must not try to reach telemetry endpoints (no network).
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
@@ -36,6 +38,7 @@ os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 # `loadgroup` would split a file by engine, but with pytest 9 its groups are ignored.)
 LONGEST_FIRST = [
     "tests/test_stack_up.py",
+    "tests/test_spark.py",
     "tests/drills/test_kill_drills.py",
     "tests/drills/test_drills.py",
     "tests/test_coincap_reality.py",
@@ -75,6 +78,24 @@ def postgres_server() -> Iterator[dict[str, str]]:
     """POSTGRES_HOST/PORT/USER/PASSWORD/DB of a server where the tests may create databases."""
     with server() as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[dict[str, str]]:
+    """SPARK_HOST/SPARK_PORT of a local Spark cluster (a standalone master, a worker and the
+    Thrift Server, devkit/spark_cluster.py), started for the session's Spark tests. Without Java
+    or pyspark the test skips saying how to install it (fails under CI=true)."""
+    from system_tools import missing
+
+    reason = spark_missing()
+    if reason:
+        missing(reason)
+    cluster = SparkCluster(tempfile.mkdtemp(prefix="coincap-spark-"))
+    cluster.start()
+    try:
+        yield cluster.env()
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture
