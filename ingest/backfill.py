@@ -157,6 +157,8 @@ class _Stop(Exception):
 def _oldest_stored(settings: Settings, asset_ids: Sequence[str]) -> dict[str, int]:
     """Per asset, the oldest time (ms) raw holds a point for or history was asked back to."""
     warehouse = settings.warehouse
+    if not warehouse.exists():  # a DuckDB file no cycle created yet: nothing stored
+        return {}
     if warehouse.engine == "spark":
         from ingest.lake import register_tables
 

@@ -358,12 +358,12 @@ def _read(settings: Settings, table: str, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _register(settings: Settings, query: Query | None = None) -> None:
-    """Spark: the ops tables over the files dlt wrote (a new table, new columns), so status and
-    `coincap-elt drift` see them before the next build registers them too."""
+    """Spark: a new ops table over the files dlt wrote, so status and `coincap-elt drift` see
+    it before the next build registers every table again."""
     if settings.warehouse.engine == "spark":
         from ingest.lake import register_tables
 
-        register_tables(settings.warehouse, query, datasets=(DATASET,))
+        register_tables(settings.warehouse, query, datasets=(DATASET,), new_only=True)
 
 
 def _load_pending(pipeline: Any) -> None:

@@ -49,18 +49,25 @@ def lake_tables(warehouse: Warehouse, dataset: str) -> list[str]:
 
 
 def register_tables(
-    warehouse: Warehouse, query: Query | None = None, datasets: tuple[str, ...] = DATASETS
+    warehouse: Warehouse,
+    query: Query | None = None,
+    datasets: tuple[str, ...] = DATASETS,
+    new_only: bool = False,
 ) -> list[str]:
     """(Re)registers every lake table of `datasets` in Spark's catalogue; returns
     `dataset.table` names. Raises WarehouseError when Spark is unreachable or refuses a table.
-    Before each build for all; the ingest's own reads of `ops` (the drift baseline, the run
-    log) register `ops` first, so they see tables dlt wrote since the last build."""
+    Before each build: all of them. The ingest's own reads and writes of `ops` (the drift
+    baseline, the run log) register `new_only` the tables Spark does not know yet: a new
+    session lists a known table's files again, and ops' columns do not change."""
     if query is None:
         with warehouse.spark_session() as session:
-            return register_tables(warehouse, session, datasets)
+            return register_tables(warehouse, session, datasets, new_only)
     registered = []
     for dataset in datasets:
         tables = lake_tables(warehouse, dataset)
+        if new_only:
+            known = warehouse.relations(query, (dataset,))
+            tables = [table for table in tables if f"{dataset}.{table}" not in known]
         if not tables:
             continue
         query(f"create database if not exists {dataset}")

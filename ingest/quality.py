@@ -17,7 +17,8 @@ same episode never alerts twice, a new one alerts again). None fails the cycle.
 They read the warehouse, not the run directory: history across cycles is there, and it survives
 a restart, a new container or a restore. Each is a few index look-ups per asset (PostgreSQL:
 raw's (id, coincap_timestamp) and loaded-at indexes, the marts' keys), so the cost does not grow
-with history. `coincap-elt status` shows the same findings.
+with history (on Spark, without indexes, each reads the tables' Parquet files: the cost grows
+with raw's files). `coincap-elt status` shows the same findings.
 """
 
 from __future__ import annotations

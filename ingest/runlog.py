@@ -154,10 +154,10 @@ def _credits_this_month(settings: Settings, row: dict[str, Any]) -> None:
     warehouse = settings.warehouse
     try:
         with warehouse.cycle_reader("coincap-elt runlog") as query:
-            if warehouse.engine == "spark":  # Spark sees the row just written (a new file)
+            if warehouse.engine == "spark":  # the first row: Spark learns the table
                 from ingest.lake import register_tables
 
-                register_tables(warehouse, query, datasets=(DATASET,))
+                register_tables(warehouse, query, datasets=(DATASET,), new_only=True)
             runs = query(RUNS_SQL.format(table=f"{DATASET}.{TABLE}"), since(now))
     except Exception as exc:  # noqa: BLE001 - a report, never the cycle's outcome
         logger.warning("credits this month not computed: %s", redact(str(exc), limit=200))

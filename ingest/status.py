@@ -5,7 +5,8 @@ last cycle's source freshness, the heartbeat), the alert and CoinCap quota state
 load packages, the known holes of the 5-minute series and the month's CoinCap credits.
 
 It only reads: the warehouse through a read-only connection (DuckDB's read-only open, a
-PostgreSQL session in read-only mode), the run directory's files and dlt's pipeline directories.
+PostgreSQL session in read-only mode; on Spark a Thrift Server session, which has no read-only
+mode, sending only queries), the run directory's files and dlt's pipeline directories.
 It never imports dbt, never calls CoinCap and spends no credits, so it is safe to run at any
 time, also while a cycle runs (on DuckDB, while a cycle holds the file for writing, it says the
 warehouse is busy and exits 1).

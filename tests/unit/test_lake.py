@@ -98,6 +98,16 @@ def test_the_ingest_registers_only_the_dataset_it_reads(tmp_path: Path) -> None:
     assert not any("raw" in statement for statement in query.statements)
 
 
+def test_new_only_registers_the_tables_spark_does_not_know_yet(tmp_path: Path) -> None:
+    files(tmp_path, "ops/pipeline_runs/1.a.parquet", "ops/schema_changes/2.b.parquet")
+    query = Recorder(
+        {"show databases": [("ops",)], "show tables in ops": [("ops", "pipeline_runs", False)]}
+    )
+    registered = register_tables(spark(tmp_path), query, datasets=("ops",), new_only=True)
+    assert registered == ["ops.schema_changes"]
+    assert "drop table if exists ops.pipeline_runs" not in query.statements
+
+
 def test_nothing_is_registered_before_dlt_wrote_a_file(tmp_path: Path) -> None:
     query = Recorder()
     assert register_tables(spark(tmp_path), query) == []
