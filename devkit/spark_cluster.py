@@ -203,9 +203,12 @@ class SparkCluster:
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.path}",
             **SESSION_CONF,
         }
+        stub = self.path / "conf" / "hive-get-splits-stub.jar"
+        write_get_splits_stub(stub)
         argv = [str(spark / "bin" / "spark-submit"), "--class",
                 "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-                "--name", "coincap-elt Thrift Server"]  # fmt: skip
+                "--name", "coincap-elt Thrift Server",
+                "--driver-class-path", str(stub)]  # fmt: skip
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
         argv += [
@@ -252,6 +255,54 @@ class SparkCluster:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def write_get_splits_stub(path: Path) -> None:
+    """A jar with one class, an empty stand-in for Hive's `GenericUDTFGetSplits`, put before
+    Spark's jars on the Thrift Server's class path.
+
+    Why: the pyspark wheel's Spark 4 no longer ships Hive's LLAP jars, which the real class needs.
+    When the Thrift Server closes a session it sometimes builds a Hive client that registers
+    Hive's built-in functions; `get_splits` is one of them, its class cannot load, the close
+    fails (dbt-spark fails that node: `NoClassDefFoundError: ...LlapSigner$Signable`), and the
+    next such close waits forever (Hive leaves its registration "pending"). With the stand-in
+    the registration succeeds once and for all. `get_splits` is an LLAP-only function nobody
+    calls here. The class file is written byte by byte (a public class extending GenericUDTF
+    with a constructor calling its parent's), so no Java compiler is needed."""
+    import struct
+    import zipfile
+
+    def utf8(text: str) -> bytes:
+        return b"\x01" + struct.pack(">H", len(text)) + text.encode()
+
+    name = "org/apache/hadoop/hive/ql/udf/generic/GenericUDTFGetSplits"
+    parent = "org/apache/hadoop/hive/ql/udf/generic/GenericUDTF"
+    constants = [
+        utf8(name),  # 1
+        b"\x07" + struct.pack(">H", 1),  # 2: this class
+        utf8(parent),  # 3
+        b"\x07" + struct.pack(">H", 3),  # 4: the parent class
+        utf8("<init>"),  # 5
+        utf8("()V"),  # 6
+        b"\x0c" + struct.pack(">HH", 5, 6),  # 7: name and type <init>()V
+        b"\x0a" + struct.pack(">HH", 4, 7),  # 8: the parent's <init>()V
+        utf8("Code"),  # 9
+    ]
+    code = bytes([0x2A, 0xB7, 0x00, 0x08, 0xB1])  # aload_0; invokespecial #8; return
+    code_attribute = struct.pack(">HHI", 1, 1, len(code)) + code + struct.pack(">HH", 0, 0)
+    constructor = struct.pack(">HHHH", 0x0001, 5, 6, 1) + struct.pack(">HI", 9, len(code_attribute))
+    class_file = (
+        b"\xca\xfe\xba\xbe"
+        + struct.pack(">HHH", 0, 52, len(constants) + 1)  # Java 8 class file
+        + b"".join(constants)
+        + struct.pack(">HHHHHH", 0x0021, 2, 4, 0, 0, 1)  # public; no interfaces or fields
+        + constructor
+        + code_attribute
+        + struct.pack(">H", 0)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as jar:
+        jar.writestr(name + ".class", class_file)
 
 
 def _alive(pid: int) -> bool:

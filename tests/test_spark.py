@@ -51,19 +51,9 @@ RUN_LOG_COLUMNS = ("status",)
 TIMESTAMP_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$")
 
 
-# Spark 4's Thrift Server from the pyspark wheel lacks Hive's LLAP jars; now and then closing a
-# session fails on a class from them (NoClassDefFoundError: ...LlapSigner$Signable) and dbt-spark
-# fails the node whose connection it was: that cycle fails and the next one builds everything
-# (docs/spark.md, "The local cluster"). A cycle failed by exactly that is run again, once.
-THRIFT_CLOSE_BUG = "LlapSigner"
-
-
 def spark_cycle(inst: Installation, **overrides: str) -> Any:
-    """A cycle that must succeed; on Spark, run again once when the local Thrift Server's
-    session-close bug failed it (THRIFT_CLOSE_BUG)."""
+    """A cycle that must succeed."""
     result = inst.cycle(timeout=600, **overrides)
-    if result.returncode != 0 and inst.engine == "spark" and THRIFT_CLOSE_BUG in result.output:
-        result = inst.cycle(timeout=600, **overrides)
     assert result.returncode == 0, result.describe()
     return result
 
