@@ -120,8 +120,10 @@ class Warehouse:
         elif self.engine == "spark":
             import shutil
 
+            from ingest.lake import DATASETS, DERIVED_DATABASES
+
             with self.product.spark_session() as session:
-                for schema in ("raw", "staging", "marts", "ops"):
+                for schema in DATASETS + DERIVED_DATABASES:
                     session(f"drop database if exists {schema} cascade")
             shutil.rmtree(self.lake, ignore_errors=True)
         else:

@@ -90,10 +90,32 @@ def daily_columns(wh: Warehouse) -> dict[str, str]:
     }
 
 
-def unit_tests_defined() -> set[str]:
-    """The names of the unit tests the project's YAML files define."""
+def unit_tests_defined(incremental_only: bool = False) -> set[str]:
+    """The names of the unit tests the project's YAML files define (`incremental_only`: those
+    of the incremental path, which override `is_incremental` to true)."""
     return {
         test["name"]
         for path in (REPO / "dbt_project" / "models").rglob("*.yml")
         for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests") or []
+        if not incremental_only
+        or ((test.get("overrides") or {}).get("macros") or {}).get("is_incremental")
     }
+
+
+def run_dbt_unit_tests(env: dict[str, str]) -> tuple[int, str, set[str]]:
+    """`dbt test --select test_type:unit` with a cycle's environment: (exit status, output,
+    the names of the unit tests that passed)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "test", "--select", "test_type:unit"]
+        + ["--project-dir", "dbt_project", "--profiles-dir", "profiles", "--no-use-colors"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    return proc.returncode, out, set(re.findall(r" PASS \w+::(\w+) ", out))

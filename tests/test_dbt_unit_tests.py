@@ -10,11 +10,16 @@ real cycle has just built (dbt needs the models' parents to exist to read their 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from helpers import API_KEY, REPO, Warehouse, base_env, run_cycle, unit_tests_defined
+from helpers import (
+    API_KEY,
+    Warehouse,
+    base_env,
+    run_cycle,
+    run_dbt_unit_tests,
+    unit_tests_defined,
+)
 
 from devkit.fake_coincap import FakeCoinCap
 
@@ -35,18 +40,7 @@ def test_dbt_unit_tests_pass_and_the_cycle_leaves_them_out(
     ran_unit_tests = [ln for ln in cycle.lines if re.search(r"\bunit_test\b|::test_", ln)]
     assert not ran_unit_tests, "the cycle ran dbt's unit tests"
 
-    dbt = Path(sys.executable).parent / "dbt"
-    proc = subprocess.run(
-        [str(dbt), "test", "--select", "test_type:unit", "--project-dir", "dbt_project"]
-        + ["--profiles-dir", "profiles", "--no-use-colors"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    passed = set(re.findall(r" PASS \w+::(\w+) ", out))
+    returncode, out, passed = run_dbt_unit_tests(env)
+    assert returncode == 0, out
     assert passed == unit_tests_defined(), out
     assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", out), out

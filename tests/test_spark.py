@@ -15,20 +15,16 @@ Without Java the tests skip with the install line (fail under CI=true): tests/co
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from drills.drillkit import start_cycle
-from helpers import API_KEY, REPO, Installation, unit_tests_defined
+from helpers import API_KEY, Installation, run_dbt_unit_tests, unit_tests_defined
 
 from devkit.fake_coincap import FakeCoinCap, now_ms
 
@@ -276,25 +272,9 @@ def test_the_dbt_unit_tests_pass_on_spark(twins):
     """All of them but those of the incremental path (`is_incremental: true`): Spark rebuilds
     those marts whole, and dbt_project disables those tests there."""
     _, spark, results = twins
-    env = results["spark"][-1].env
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "test", "--select", "test_type:unit"]
-        + ["--project-dir", "dbt_project", "--profiles-dir", "profiles", "--no-use-colors"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    passed = set(re.findall(r" PASS \w+::(\w+) ", out))
-    incremental = {
-        test["name"]
-        for path in (REPO / "dbt_project" / "models").rglob("*.yml")
-        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests") or []
-        if (test.get("overrides") or {}).get("macros", {}).get("is_incremental")
-    }
+    returncode, out, passed = run_dbt_unit_tests(results["spark"][-1].env)
+    assert returncode == 0, out
+    incremental = unit_tests_defined(incremental_only=True)
     assert len(incremental) == 5, incremental
     assert passed == unit_tests_defined() - incremental, out
 
